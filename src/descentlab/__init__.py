@@ -1,0 +1,49 @@
+"""descentlab: gradient descent you can see and measure.
+
+>>> import descentlab as dl
+>>> run = dl.descend(lambda x: 1.2 * x**2 + 4, start=-3.0, lr=0.2, steps=10)
+>>> run.trace_lines()[:2]
+['f(-3.0) = 1.5e+01', 'f(-1.6) = 6.9']
+"""
+
+from . import formula, functions, optimizers
+from .descent import descend
+from .errors import (
+    DescentError,
+    FormulaError,
+    LoadError,
+    ObjectiveError,
+    OptimizerError,
+    RecordingError,
+    StartError,
+    UnknownNameError,
+)
+from .gradients import gradient
+from .objective import Objective
+from .optimizers import GradientDescent
+from .starts import grid, random
+from .trajectory import Trajectory, load
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DescentError",
+    "FormulaError",
+    "GradientDescent",
+    "LoadError",
+    "Objective",
+    "ObjectiveError",
+    "OptimizerError",
+    "RecordingError",
+    "StartError",
+    "Trajectory",
+    "UnknownNameError",
+    "descend",
+    "formula",
+    "functions",
+    "gradient",
+    "grid",
+    "load",
+    "optimizers",
+    "random",
+]

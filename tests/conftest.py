@@ -1,0 +1,23 @@
+import os
+import shutil
+
+import pytest
+import torch
+
+REQUIRE_ALL = os.environ.get("DESCENTLAB_REQUIRE_ALL") == "1"
+
+
+def require_tool(name: str) -> str:
+    """Path of an external tool; skip without it, except in CI (DESCENTLAB_REQUIRE_ALL=1)."""
+    path = shutil.which(name)
+    if path is None:
+        if REQUIRE_ALL:
+            pytest.fail(f"{name} is required in CI (DESCENTLAB_REQUIRE_ALL=1) but not installed")
+        pytest.skip(f"{name} not installed")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _deterministic():
+    torch.manual_seed(0)
+    yield
