@@ -9,11 +9,32 @@ import torch
 import descentlab as dl
 from descentlab import functions
 
-DESIGN_NAMES = (
-    "sphere himmelblau six_hump_camel easom rosenbrock rastrigin ackley beale booth matyas "
-    "goldstein_price levy styblinski_tang mccormick three_hump_camel griewank bohachevsky "
-    "zakharov branin cross_in_tray eggholder holder_table drop_wave schwefel"
-).split()
+DESIGN_NAMES = [
+    "sphere",
+    "himmelblau",
+    "six_hump_camel",
+    "easom",
+    "rosenbrock",
+    "rastrigin",
+    "ackley",
+    "beale",
+    "booth",
+    "matyas",
+    "goldstein_price",
+    "levy",
+    "styblinski_tang",
+    "mccormick",
+    "three_hump_camel",
+    "griewank",
+    "bohachevsky",
+    "zakharov",
+    "branin",
+    "cross_in_tray",
+    "eggholder",
+    "holder_table",
+    "drop_wave",
+    "schwefel",
+]
 CASES = [
     (n, d) for n in functions.names() for d in ((2, 5) if functions.REGISTRY[n].any_dim else (2,))
 ]

@@ -32,8 +32,20 @@ def test_seed_000_trace_with_the_seeds_own_step_and_a_formula():
 
 
 def test_seed_000_trace_from_the_cli():
-    cmd = [sys.executable, "-m", "descentlab.cli", "descend", "1.2*x**2 + 4",
-           "--start", "-3", "--lr", "0.2", "--steps", "10", "--trace"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "descentlab.cli",
+        "descend",
+        "1.2*x**2 + 4",
+        "--start",
+        "-3",
+        "--lr",
+        "0.2",
+        "--steps",
+        "10",
+        "--trace",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, check=True)
     assert done.stdout.startswith(SEED_000 + "\n")
 

@@ -116,7 +116,9 @@ def _callers(user: Callable, dim: int, arity: int | None) -> list[tuple[str, Cal
             vals = [user(*p.unbind(-1)) for p in flat]
         else:
             vals = [user(p[0] if dim == 1 else p) for p in flat]
-        return torch.stack([torch.as_tensor(v).reshape(()) for v in vals]).reshape(x.shape[:-1])
+        if not all(isinstance(v, torch.Tensor) for v in vals):
+            return next(v for v in vals if not isinstance(v, torch.Tensor))  # reported as such
+        return torch.stack([v.reshape(()) for v in vals]).reshape(x.shape[:-1])
 
     if arity is not None and arity > 1:
         return [("unbind", unbind), ("loop", loop)]
@@ -185,7 +187,7 @@ def adapt_callable(
         )
     n = max(3, dim + 2)  # n != d, so a batch indexed as p[0] shows up as a wrong shape
     probe = _probe_points(x0.detach().reshape(dim), n).requires_grad_(need_grad)
-    first_problem: str | None = None
+    problems: list[tuple[int, str]] = []  # (how far the style got, why it failed)
     for style, caller in _callers(user, dim, arity):
         try:
             with torch.enable_grad() if need_grad else torch.no_grad():
@@ -193,12 +195,19 @@ def adapt_callable(
                 if not need_grad and not isinstance(out, torch.Tensor) and out is not None:
                     out = torch.as_tensor(out, dtype=probe.dtype)
                 problem = _check_output(out, n, dim, need_grad)
-                if problem is None and not _agrees_row_by_row(caller, probe, out):
-                    problem = "f mixes values across points of a batch"
+                shaped = isinstance(out, torch.Tensor) and tuple(out.shape) == (n,)
+                if shaped and not _agrees_row_by_row(caller, probe, out):
+                    # one value per point, but each depends on the others: never reinterpret
+                    raise ObjectiveError(
+                        "f mixes the points of a batch (a point's value changes with the other "
+                        "points); compute each value from its own row only, e.g. with x[..., 0]"
+                    )
+        except ObjectiveError:
+            raise
         except Exception as exc:  # the user's function may raise anything on a wrong call style
-            problem = (
-                f"f raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            )
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            problems.append((0, f"f raised {type(exc).__name__}: {first}"))
+            continue
         if problem is None:
             if style == "loop":
                 warnings.warn(
@@ -207,14 +216,10 @@ def adapt_callable(
                     "many points",
                     stacklevel=3,
                 )
-            return Objective(
-                fn=caller,
-                dim=dim,
-                name=name or _callable_name(user),
-                style=style,
-            )
-        first_problem = first_problem or problem
-    raise ObjectiveError(first_problem or "f could not be evaluated")
+            return Objective(fn=caller, dim=dim, name=name or _callable_name(user), style=style)
+        problems.append((2 if shaped else 1, problem))
+    best = max(problems, key=lambda p: p[0]) if problems else (0, "f could not be evaluated")
+    raise ObjectiveError(best[1])
 
 
 def _callable_name(f: Callable) -> str:

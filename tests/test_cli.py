@@ -1,0 +1,214 @@
+"""The `descentlab` command: output, files, exit codes, and errors without tracebacks."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+import descentlab as dl
+from descentlab import functions
+from descentlab.cli import app
+
+runner = CliRunner()
+
+
+def cli(*args):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def test_functions_lists_every_registered_function():
+    result = cli("functions")
+    assert result.exit_code == 0
+    for name in functions.names():
+        assert name in result.output
+
+
+def test_show_lists_every_minimum():
+    result = cli("show", "himmelblau")
+    assert result.exit_code == 0
+    assert "4 point(s)" in result.output
+    for x in ("-2.80512", "-3.77931", "3.58443"):
+        assert x in result.output
+
+
+def test_descend_one_point_summary():
+    result = cli(
+        "descend",
+        "himmelblau",
+        "--start",
+        "-0.4,-0.65",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.05",
+        "--steps",
+        "500",
+    )
+    assert result.exit_code == 0, result.output
+    assert "(-2.80512, 3.13131)" in result.output
+    assert "minimum reached" in result.output
+
+
+def test_descend_grid_and_save(tmp_path):
+    path = tmp_path / "camel.npz"
+    result = cli(
+        "descend",
+        "six_hump_camel",
+        "--grid",
+        "50",
+        "--lr",
+        "0.01",
+        "--steps",
+        "300",
+        "--save",
+        str(path),
+    )
+    assert result.exit_code == 0, result.output
+    run = dl.load(path)
+    assert run.n_points == 2500 and run.iterations == 300
+    assert f"{run.summary()['minima'][0]['count']:,} points" in result.output
+
+
+def test_descend_random_in_five_dimensions():
+    result = cli(
+        "descend",
+        "rastrigin",
+        "--dim",
+        "5",
+        "--random",
+        "1000",
+        "--seed",
+        "0",
+        "--optimizer",
+        "rmsprop",
+        "--lr",
+        "0.01",
+        "--steps",
+        "50",
+    )
+    assert result.exit_code == 0, result.output
+    assert "1,000" in result.output and "(dimension 5)" in result.output
+
+
+def test_options_and_momentum_reach_the_optimizer(tmp_path):
+    cli(
+        "descend",
+        "rosenbrock",
+        "--start",
+        "-1,1",
+        "--optimizer",
+        "adam",
+        "-o",
+        "betas=(0.5,0.9)",
+        "--steps",
+        "5",
+        "--save",
+        str(tmp_path / "a.npz"),
+    )
+    assert dl.load(tmp_path / "a.npz").meta["hyper"]["betas"] == [0.5, 0.9]
+    cli(
+        "descend",
+        "rosenbrock",
+        "--start",
+        "-1,1",
+        "--momentum",
+        "0.7",
+        "--steps",
+        "5",
+        "--save",
+        str(tmp_path / "b.npz"),
+    )
+    assert dl.load(tmp_path / "b.npz").meta["hyper"]["momentum"] == 0.7
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["descend", "himelblau", "--start", "0,0"], "did you mean 'himmelblau'"),
+        (["descend", "x**2 + __import__('os')", "--start", "1"], "unknown function '__import__'"),
+        (["descend", "himmelblau", "--start", "0,0", "--optimizer", "adma"], "did you mean"),
+        (["descend", "himmelblau", "--start", "0,0,1"], "3 coordinates per point"),
+        (["descend", "himmelblau", "--start", "0,nan"], "non-finite"),
+        (["descend", "himmelblau", "--start", "a,b"], "is not numbers"),
+        (["descend", "himmelblau", "--start", "0,0", "--lr", "-1"], "lr must be"),
+        (["descend", "himmelblau", "--start", "0,0", "--steps", "-3"], "steps must be"),
+        (["descend", "himmelblau", "--start", "0,0", "--tol", "-1"], "tol must be"),
+        (["descend", "himmelblau"], "exactly one of --start, --grid or --random"),
+        (["descend", "himmelblau", "--start", "0,0", "--grid", "3"], "exactly one"),
+        (["descend", "himmelblau", "--start", "0,0", "-o", "nope"], "key=value"),
+        (["descend", "himmelblau", "--grid", "1000", "--steps", "100000"], "record='final'"),
+        (["show", "rastrign"], "did you mean 'rastrigin'"),
+    ],
+)
+def test_errors_are_one_line_and_exit_non_zero(args, message):
+    done = subprocess.run(
+        [sys.executable, "-m", "descentlab.cli", *args], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert message in " ".join(done.stderr.split())
+    assert done.stderr.strip().startswith("error:")
+
+
+def test_saving_to_an_unwritable_place_fails_cleanly(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "descentlab.cli",
+            "descend",
+            "sphere",
+            "--start",
+            "1,1",
+            "--steps",
+            "2",
+            "--save",
+            str(blocker / "sub" / "run.npz"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_what_was_computed(tmp_path):
+    path = tmp_path / "partial.npz"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "descentlab.cli",
+            "descend",
+            "rastrigin",
+            "--dim",
+            "3",
+            "--random",
+            "20000",
+            "--steps",
+            "100000",
+            "--record",
+            "final",
+            "--save",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    time.sleep(6)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted" in err
+    run = dl.load(path)
+    assert (run.status == "interrupted").all()
+    assert 0 < run.iterations < 100000
