@@ -18,26 +18,22 @@ So ``f(x) = x**2`` from 1.8 with lr 0.1 and tol 0.01 converges after exactly 27 
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import math
-import os
-import signal
-import sys
-import threading
 import time
-import warnings
-from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from . import optimizers
-from .errors import DescentError, OptimizerError, RecordingError, StartError, check_positive
+from .errors import DescentError, StartError, check_positive
 from .gradients import Evaluator, Method
+from .memory import check_recording
 from .objective import as_bounds
 from .problem import resolve as resolve_problem
+from .progress import Progress, interrupt_flag
 from .trajectory import CONVERGED, DIVERGED, INTERRUPTED, Trajectory
+from .walkers import Recorder, Walkers
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "double": torch.float64,
            "float": torch.float32, "single": torch.float32}  # fmt: skip
@@ -113,17 +109,17 @@ def descend(
     box = _clamp_box(bounds, d, x0)
     limit = blowup or 1e6 * max(1.0, float(x0.abs().max()), *_domain_scale(objective.domain))
     rows = 1 if every is None else steps // every + 1 + (steps % every != 0)
-    _check_memory(rows, n, d, dtype, max_memory, record)
+    check_recording(rows, n, d, dtype, max_memory, record)
 
     evaluate = Evaluator(objective, grad)
-    walkers = _Walkers(plan, x0, evaluate)
-    rec = _Recorder(rows, n, d, dtype)
+    walkers = Walkers(plan, x0, evaluate)
+    rec = Recorder(rows, n, d, dtype)
     active = torch.ones(n, dtype=torch.bool, device=device)
     status = torch.zeros(n, dtype=torch.int8, device=device)
     taken = torch.zeros(n, dtype=torch.int64, device=device)
     prev = None
     began = time.perf_counter()
-    with _interrupt_flag() as interrupted, _Progress(progress, steps) as bar:
+    with interrupt_flag() as interrupted, Progress(progress, steps) as bar:
         for k in range(steps + 1):
             x = walkers.positions()
             v, g = evaluate(x)
@@ -203,158 +199,6 @@ def descend(
     )
 
 
-class _Walkers:
-    """The parameter tensor(s) and optimizer(s): one of each for element-wise optimizers, one
-    per point for optimizers that couple the entries of a tensor (run point by point)."""
-
-    def __init__(self, plan: optimizers.OptimizerPlan, x0: torch.Tensor, evaluate: Evaluator):
-        n = x0.shape[0]
-        self.batched = plan.elementwise or n == 1
-        self.closure = plan.needs_closure
-        self.evaluate = evaluate
-        if self.batched:
-            self.params = [x0.clone().requires_grad_(True)]
-        else:
-            if n > 1:
-                warnings.warn(
-                    f"{plan.name} couples the coordinates of a tensor, so it would mix the points "
-                    f"of a batch; running {n} points one by one (slower)",
-                    stacklevel=3,
-                )
-            self.params = [x0[i : i + 1].clone().requires_grad_(True) for i in range(n)]
-        self.opts = [plan.build([p]) for p in self.params]
-
-    def positions(self) -> torch.Tensor:
-        if self.batched:
-            return self.params[0].detach()
-        return torch.cat([p.detach() for p in self.params])
-
-    def _closure(self, p: torch.Tensor) -> Callable[[], torch.Tensor]:
-        def closure():
-            v, g = self.evaluate(p.detach())
-            p.grad = g
-            return v.sum()
-
-        return closure
-
-    def step(self, grad: torch.Tensor, active: torch.Tensor) -> None:
-        try:
-            if self.batched:
-                p, opt = self.params[0], self.opts[0]
-                p.grad = grad
-                opt.step(self._closure(p)) if self.closure else opt.step()
-                return
-            for i in torch.nonzero(active).flatten().tolist():
-                p, opt = self.params[i], self.opts[i]
-                p.grad = grad[i : i + 1]
-                opt.step(self._closure(p)) if self.closure else opt.step()
-        except (RuntimeError, TypeError, ValueError) as exc:
-            raise OptimizerError(f"the optimizer failed during a step: {exc}") from None
-
-    @torch.no_grad()
-    def hold(self, mask: torch.Tensor, where: torch.Tensor) -> None:
-        """Put the points in `mask` back at their rows of `where`."""
-        if self.batched:
-            p = self.params[0]
-            p.copy_(torch.where(mask[:, None], where, p))
-            return
-        for i in torch.nonzero(mask).flatten().tolist():
-            self.params[i].copy_(where[i : i + 1])
-
-    @torch.no_grad()
-    def clamp(self, lo: torch.Tensor, hi: torch.Tensor) -> None:
-        for p in self.params:
-            p.clamp_(lo, hi)
-
-
-class _Recorder:
-    """Preallocated ``(rows, N, d)`` buffers on the CPU; untouched pages cost no memory, so
-    a run that converges early uses only what it wrote."""
-
-    def __init__(self, rows: int, n: int, d: int, dtype: torch.dtype):
-        self.path = torch.empty((rows, n, d), dtype=dtype)
-        self.values = torch.empty((rows, n), dtype=dtype)
-        self.norms = torch.empty((rows, n), dtype=dtype)
-        self.steps: list[int] = []
-
-    def add(self, k: int, x, v, gn) -> None:
-        r = len(self.steps)
-        self.path[r].copy_(x)
-        self.values[r].copy_(v)
-        self.norms[r].copy_(gn)
-        self.steps.append(k)
-
-    def finish(self, k: int, x, v, gn) -> None:
-        if not self.steps or self.steps[-1] != k:
-            self.add(k, x, v, gn)
-
-    def arrays(self):
-        r = len(self.steps)
-        out = []
-        for buf in (self.path, self.values, self.norms):
-            part = buf[:r]
-            out.append((part.clone() if r < buf.shape[0] else part).numpy())
-        return (*out, np.asarray(self.steps, dtype=np.int64))
-
-
-class _Progress:
-    """A Rich progress bar that appears only after a run has taken a second."""
-
-    def __init__(self, enabled: bool | None, total: int):
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self.forced = enabled is True
-        self.total = total
-        self.bar = None
-        self.began = time.perf_counter()
-        self.last = 0.0
-
-    def __enter__(self):
-        return self
-
-    def update(self, done: int) -> None:
-        if not self.enabled:
-            return
-        now = time.perf_counter()
-        if now - self.last < 0.1:
-            return
-        self.last = now
-        if self.bar is None:
-            if not self.forced and now - self.began < 1.0:
-                return
-            from rich.console import Console
-            from rich.progress import Progress
-
-            self.bar = Progress(console=Console(stderr=True), transient=True)
-            self.bar.start()
-            self.task = self.bar.add_task("descending", total=self.total)
-        self.bar.update(self.task, completed=done)
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.stop()
-
-
-@contextlib.contextmanager
-def _interrupt_flag():
-    """Turn the first Ctrl-C into a request to stop after the current step; a second one
-    interrupts at once. Outside the main thread signals cannot be caught, so nothing changes."""
-    hit = [False]
-    if threading.current_thread() is not threading.main_thread():
-        yield lambda: False
-        return
-
-    def handler(signum, frame):
-        if hit[0]:
-            raise KeyboardInterrupt
-        hit[0] = True
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield lambda: hit[0]
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def _dtype(dtype) -> torch.dtype:
     if isinstance(dtype, torch.dtype) and dtype in (torch.float32, torch.float64):
         return dtype
@@ -429,47 +273,6 @@ def _clamp_box(bounds, d: int, x0: torch.Tensor):
 def box_to_list(box):
     lo, hi = box
     return list(zip(lo.tolist(), hi.tolist(), strict=True))
-
-
-def _available_memory() -> float:
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return float(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return math.inf
-
-
-def _check_memory(rows: int, n: int, d: int, dtype, max_memory, record) -> None:
-    size = torch.finfo(dtype).bits // 8
-    per_row = n * (d + 2) * size
-    need = rows * per_row
-    budget = max_memory if max_memory is not None else 0.8 * _available_memory()
-    if need <= budget:
-        return
-    fit = max(1, int(budget // per_row) - 1)
-    every = max(2, math.ceil(rows / fit))
-    what = (
-        "every step"
-        if record == "all"
-        else f"every {record}th step"
-        if record != "final"
-        else "the final state"
-    )
-    raise RecordingError(
-        f"recording {what} of {n:,} points in {d}-D ({rows:,} rows) needs {_gb(need)} but "
-        f"{_gb(budget)} is available; use record='final', record={every} "
-        f"(every {every}th step), or fewer points"
-    )
-
-
-def _gb(nbytes: float) -> str:
-    return f"{nbytes / 1e9:.1f} GB" if nbytes >= 1e8 else f"{nbytes / 1e6:.1f} MB"
 
 
 def _source(f) -> str:

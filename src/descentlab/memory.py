@@ -1,0 +1,51 @@
+"""The memory a recording needs, checked before anything is allocated."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+
+from .errors import RecordingError
+
+
+def _available_memory() -> float:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return math.inf
+
+
+def check_recording(rows: int, n: int, d: int, dtype, max_memory, record) -> None:
+    size = torch.finfo(dtype).bits // 8
+    per_row = n * (d + 2) * size
+    need = rows * per_row
+    budget = max_memory if max_memory is not None else 0.8 * _available_memory()
+    if need <= budget:
+        return
+    fit = max(1, int(budget // per_row) - 1)
+    every = max(2, math.ceil(rows / fit))
+    what = (
+        "every step"
+        if record == "all"
+        else f"every {record}th step"
+        if record != "final"
+        else "the final state"
+    )
+    raise RecordingError(
+        f"recording {what} of {n:,} points in {d}-D ({rows:,} rows) needs {_gb(need)} but "
+        f"{_gb(budget)} is available; use record='final', record={every} "
+        f"(every {every}th step), or fewer points"
+    )
+
+
+def _gb(nbytes: float) -> str:
+    return f"{nbytes / 1e9:.1f} GB" if nbytes >= 1e8 else f"{nbytes / 1e6:.1f} MB"

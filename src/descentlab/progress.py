@@ -1,0 +1,68 @@
+"""What a person sees and does while a descent runs: a progress bar that appears only for runs
+longer than a second, and Ctrl-C turned into a clean stop."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+import time
+
+
+class Progress:
+    """A Rich progress bar that appears only after a run has taken a second."""
+
+    def __init__(self, enabled: bool | None, total: int):
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.forced = enabled is True
+        self.total = total
+        self.bar = None
+        self.began = time.perf_counter()
+        self.last = 0.0
+
+    def __enter__(self):
+        return self
+
+    def update(self, done: int) -> None:
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if now - self.last < 0.1:
+            return
+        self.last = now
+        if self.bar is None:
+            if not self.forced and now - self.began < 1.0:
+                return
+            from rich.console import Console
+            from rich.progress import Progress
+
+            self.bar = Progress(console=Console(stderr=True), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("descending", total=self.total)
+        self.bar.update(self.task, completed=done)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
+
+
+@contextlib.contextmanager
+def interrupt_flag():
+    """Turn the first Ctrl-C into a request to stop after the current step; a second one
+    interrupts at once. Outside the main thread signals cannot be caught, so nothing changes."""
+    hit = [False]
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+
+    def handler(signum, frame):
+        if hit[0]:
+            raise KeyboardInterrupt
+        hit[0] = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: hit[0]
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -1,0 +1,112 @@
+"""The moving parts of a descent: the parameter tensor(s) with their optimizer(s), and the
+recording buffers.
+
+Element-wise optimizers get one ``(N, d)`` tensor and one optimizer; optimizers that couple
+the entries of a tensor get one ``(1, d)`` tensor and one optimizer per point.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from . import optimizers
+from .errors import OptimizerError
+from .gradients import Evaluator
+
+
+class Walkers:
+    """The parameter tensor(s) and optimizer(s): one of each for element-wise optimizers, one
+    per point for optimizers that couple the entries of a tensor (run point by point)."""
+
+    def __init__(self, plan: optimizers.OptimizerPlan, x0: torch.Tensor, evaluate: Evaluator):
+        n = x0.shape[0]
+        self.batched = plan.elementwise or n == 1
+        self.closure = plan.needs_closure
+        self.evaluate = evaluate
+        if self.batched:
+            self.params = [x0.clone().requires_grad_(True)]
+        else:
+            if n > 1:
+                warnings.warn(
+                    f"{plan.name} couples the coordinates of a tensor, so it would mix the points "
+                    f"of a batch; running {n} points one by one (slower)",
+                    stacklevel=3,
+                )
+            self.params = [x0[i : i + 1].clone().requires_grad_(True) for i in range(n)]
+        self.opts = [plan.build([p]) for p in self.params]
+
+    def positions(self) -> torch.Tensor:
+        if self.batched:
+            return self.params[0].detach()
+        return torch.cat([p.detach() for p in self.params])
+
+    def _closure(self, p: torch.Tensor) -> Callable[[], torch.Tensor]:
+        def closure():
+            v, g = self.evaluate(p.detach())
+            p.grad = g
+            return v.sum()
+
+        return closure
+
+    def step(self, grad: torch.Tensor, active: torch.Tensor) -> None:
+        try:
+            if self.batched:
+                p, opt = self.params[0], self.opts[0]
+                p.grad = grad
+                opt.step(self._closure(p)) if self.closure else opt.step()
+                return
+            for i in torch.nonzero(active).flatten().tolist():
+                p, opt = self.params[i], self.opts[i]
+                p.grad = grad[i : i + 1]
+                opt.step(self._closure(p)) if self.closure else opt.step()
+        except (RuntimeError, TypeError, ValueError) as exc:
+            raise OptimizerError(f"the optimizer failed during a step: {exc}") from None
+
+    @torch.no_grad()
+    def hold(self, mask: torch.Tensor, where: torch.Tensor) -> None:
+        """Put the points in `mask` back at their rows of `where`."""
+        if self.batched:
+            p = self.params[0]
+            p.copy_(torch.where(mask[:, None], where, p))
+            return
+        for i in torch.nonzero(mask).flatten().tolist():
+            self.params[i].copy_(where[i : i + 1])
+
+    @torch.no_grad()
+    def clamp(self, lo: torch.Tensor, hi: torch.Tensor) -> None:
+        for p in self.params:
+            p.clamp_(lo, hi)
+
+
+class Recorder:
+    """Preallocated ``(rows, N, d)`` buffers on the CPU; untouched pages cost no memory, so
+    a run that converges early uses only what it wrote."""
+
+    def __init__(self, rows: int, n: int, d: int, dtype: torch.dtype):
+        self.path = torch.empty((rows, n, d), dtype=dtype)
+        self.values = torch.empty((rows, n), dtype=dtype)
+        self.norms = torch.empty((rows, n), dtype=dtype)
+        self.steps: list[int] = []
+
+    def add(self, k: int, x, v, gn) -> None:
+        r = len(self.steps)
+        self.path[r].copy_(x)
+        self.values[r].copy_(v)
+        self.norms[r].copy_(gn)
+        self.steps.append(k)
+
+    def finish(self, k: int, x, v, gn) -> None:
+        if not self.steps or self.steps[-1] != k:
+            self.add(k, x, v, gn)
+
+    def arrays(self):
+        r = len(self.steps)
+        out = []
+        for buf in (self.path, self.values, self.norms):
+            part = buf[:r]
+            out.append((part.clone() if r < buf.shape[0] else part).numpy())
+        return (*out, np.asarray(self.steps, dtype=np.int64))
