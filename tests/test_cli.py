@@ -1,5 +1,6 @@
 """The `descentlab` command: output, files, exit codes, and errors without tracebacks."""
 
+import itertools
 import os
 import signal
 import subprocess
@@ -212,3 +213,57 @@ def test_ctrl_c_saves_what_was_computed(tmp_path):
     run = dl.load(path)
     assert (run.status == "interrupted").all()
     assert 0 < run.iterations < 100000
+
+
+def test_fit_quadratic_prints_falling_losses_like_the_seed():
+    result = cli("fit", "quadratic", "--epochs", "10", "--lr", "1e-5")
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    losses = [float(v) for v in lines[:10]]
+    assert all(b < a for a, b in itertools.pairwise(losses))
+    assert lines[10].startswith("train: loss")
+
+
+def test_fit_digits_prints_an_epoch_table_and_accuracy():
+    result = cli("fit", "digits", "--model", "linear", "--epochs", "30")
+    assert result.exit_code == 0, result.output
+    header = result.output.splitlines()[0].split()
+    assert header == ["epoch", "train_loss", "valid_loss", "accuracy", "time"]
+    accuracy = float(result.output.strip().splitlines()[-1].split("accuracy")[1])
+    assert accuracy >= 0.93
+
+
+def test_fit_three_vs_seven_and_lr_find():
+    result = cli("fit", "mnist", "--three-vs-seven", "--model", "linear", "--epochs", "5")
+    assert result.exit_code == 0 and float(result.output.split("accuracy")[-1]) >= 0.95
+    found = cli("lr-find", "digits")
+    assert found.exit_code == 0 and "suggested lr:" in found.output
+
+
+def test_fit_mnist_idx_from_files(tmp_path):
+    from test_datasets import write_mnist
+
+    write_mnist(tmp_path, n_train=40, n_test=10, gz=True)
+    result = cli("fit", "mnist-idx", "--path", str(tmp_path), "--epochs", "2")
+    assert result.exit_code == 0, result.output
+    assert "valid: loss" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["fit", "mnst"], "did you mean 'mnist'"),
+        (["fit", "medmnist"], "needs --path"),
+        (["fit", "mnist-idx", "--path", "/definitely/not/here"], "no such folder"),
+        (["fit", "medmnist", "--path", "/definitely/not/here.npz"], "no such file"),
+        (["fit", "digits", "--model", "resnet"], "unknown model 'resnet'"),
+        (["fit", "digits", "--valid", "2"], "valid must be"),
+        (["fit", "quadratic", "--lr", "-1"], "lr must be"),
+    ],
+)
+def test_fit_errors(args, message):
+    done = subprocess.run(
+        [sys.executable, "-m", "descentlab.cli", *args], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert message in " ".join(done.stderr.split())

@@ -6,7 +6,7 @@
 ['f(-3.0) = 1.5e+01', 'f(-1.6) = 6.9']
 """
 
-from . import formula, functions, optimizers
+from . import datasets, formula, functions, optimizers
 from .descent import descend
 from .errors import (
     DescentError,
@@ -22,28 +22,47 @@ from .gradients import gradient
 from .objective import Objective
 from .optimizers import GradientDescent
 from .starts import grid, random
+from .training import (
+    Callback,
+    CancelFit,
+    EarlyStopping,
+    Learner,
+    StopAtLoss,
+    losses,
+    lr_sweep,
+    models,
+)
 from .trajectory import Trajectory, load
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Callback",
+    "CancelFit",
     "DescentError",
+    "EarlyStopping",
     "FormulaError",
     "GradientDescent",
+    "Learner",
     "LoadError",
     "Objective",
     "ObjectiveError",
     "OptimizerError",
     "RecordingError",
     "StartError",
+    "StopAtLoss",
     "Trajectory",
     "UnknownNameError",
+    "datasets",
     "descend",
     "formula",
     "functions",
     "gradient",
     "grid",
     "load",
+    "losses",
+    "lr_sweep",
+    "models",
     "optimizers",
     "random",
 ]

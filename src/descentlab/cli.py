@@ -21,6 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from . import cli_fit
 from . import functions as registry
 from .descent import DEFAULT_STEPS, descend
 from .errors import DescentError
@@ -207,10 +208,20 @@ def descend_command(
     if momentum is not None:
         hyper["momentum"] = momentum
     run = descend(
-        function, starts, optimizer=optimizer, lr=lr, steps=steps, tol=tol,
-        norm=norm, record=_record(record), dtype=dtype, progress=progress,
-        grad=grad, dim=dim, **hyper,
-    )  # fmt: skip
+        function,
+        starts,
+        optimizer=optimizer,
+        lr=lr,
+        steps=steps,
+        tol=tol,
+        norm=norm,
+        record=_record(record),
+        dtype=dtype,
+        progress=progress,
+        grad=grad,
+        dim=dim,
+        **hyper,
+    )
     if trace:
         typer.echo("\n".join(run.trace_lines(final=run.converged is True)))
     _print_summary(run)
@@ -256,6 +267,9 @@ def _print_summary(run: Trajectory) -> None:
             )
         table.add_row("best", f"f{_point(s['best_x'])} = {_num(s['best_value'])}")
     out.print(table)
+
+
+cli_fit.register(app, _friendly)
 
 
 def main() -> None:

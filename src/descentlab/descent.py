@@ -35,8 +35,13 @@ from .progress import Progress, interrupt_flag
 from .trajectory import CONVERGED, DIVERGED, INTERRUPTED, Trajectory
 from .walkers import Recorder, Walkers
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64, "double": torch.float64,
-           "float": torch.float32, "single": torch.float32}  # fmt: skip
+_DTYPES = {
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "double": torch.float64,
+    "float": torch.float32,
+    "single": torch.float32,
+}
 _NORMS = {"inf": math.inf, "max": math.inf, "2": 2.0, "l2": 2.0, "1": 1.0, "l1": 1.0}
 DEFAULT_STEPS = 1000
 
@@ -102,8 +107,9 @@ def descend(
     every = _record_every(record)
     _check_hyper(optimizer, hyper)
     plan = optimizers.resolve(optimizer, lr, **hyper)
-    problem = resolve_problem(f, start, dim=dim, dtype=dtype, device=device,
-                              need_grad=grad == "autograd")  # fmt: skip
+    problem = resolve_problem(
+        f, start, dim=dim, dtype=dtype, device=device, need_grad=grad == "autograd"
+    )
     objective, x0 = problem.objective, problem.x0
     n, d = x0.shape
     box = _clamp_box(bounds, d, x0)

@@ -92,9 +92,19 @@ ALIASES = {"sgd": "gd", "gradient_descent": "gd", "l_bfgs": "lbfgs"}
 
 # torch classes known to update each tensor entry from that entry's own history only.
 _ELEMENTWISE_CLASSES = {
-    Opt.SGD, Opt.Adam, Opt.AdamW, Opt.Adamax, Opt.NAdam, Opt.RAdam, Opt.Adagrad,
-    Opt.RMSprop, Opt.Adadelta, Opt.Rprop, Opt.ASGD, GradientDescent,
-}  # fmt: skip
+    Opt.SGD,
+    Opt.Adam,
+    Opt.AdamW,
+    Opt.Adamax,
+    Opt.NAdam,
+    Opt.RAdam,
+    Opt.Adagrad,
+    Opt.RMSprop,
+    Opt.Adadelta,
+    Opt.Rprop,
+    Opt.ASGD,
+    GradientDescent,
+}
 
 
 def names() -> list[str]:

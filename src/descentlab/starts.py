@@ -42,10 +42,11 @@ class Grid:
                 "axis or dl.random(n) for high dimensions"
             )
         axes = [
-            torch.linspace(lo, hi, c, dtype=torch.float64) if c > 1 else
-            torch.tensor([(lo + hi) / 2], dtype=torch.float64)
+            torch.linspace(lo, hi, c, dtype=torch.float64)
+            if c > 1
+            else torch.tensor([(lo + hi) / 2], dtype=torch.float64)
             for (lo, hi), c in zip(box, counts, strict=True)
-        ]  # fmt: skip
+        ]
         mesh = torch.meshgrid(*reversed(axes), indexing="ij")
         flat = torch.stack([m.reshape(-1) for m in reversed(mesh)], dim=-1)
         return flat.to(dtype=dtype, device=device)

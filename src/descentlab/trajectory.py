@@ -25,8 +25,18 @@ from .errors import LoadError
 STATUS = ("running", "converged", "diverged", "interrupted")
 RUNNING, CONVERGED, DIVERGED, INTERRUPTED = range(4)
 FORMAT = "descentlab.trajectory/1"
-_ARRAYS = ("path", "values", "grad_norms", "recorded", "start_", "x_", "value_", "grad_norm_",
-           "steps_", "status_")  # fmt: skip
+_ARRAYS = (
+    "path",
+    "values",
+    "grad_norms",
+    "recorded",
+    "start_",
+    "x_",
+    "value_",
+    "grad_norm_",
+    "steps_",
+    "status_",
+)
 
 
 def coordinate_names(d: int) -> list[str]:

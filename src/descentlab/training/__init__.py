@@ -1,0 +1,20 @@
+"""The seven-step training loop: `Learner`, losses, small models, callbacks, LR finder."""
+
+from . import losses, models
+from .callbacks import Callback, CancelFit, EarlyStopping, StopAtLoss
+from .learner import History, Learner
+from .lr_find import LRFind, lr_find, lr_sweep
+
+__all__ = [
+    "Callback",
+    "CancelFit",
+    "EarlyStopping",
+    "History",
+    "LRFind",
+    "Learner",
+    "StopAtLoss",
+    "losses",
+    "lr_find",
+    "lr_sweep",
+    "models",
+]

@@ -1,0 +1,139 @@
+"""Callbacks: everything beyond the seven steps plugs in here, never into the loop itself.
+
+A callback defines any of ``before_fit, after_fit, before_epoch, after_epoch, before_batch,
+after_batch`` (each receives the Learner) and an ``order`` (lower runs first). Control flow
+uses small exceptions, as in fastai's miniai: raising `CancelFit` ends the fit cleanly.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+
+from ..errors import DescentError
+
+
+class CancelFit(Exception):
+    """Stop fitting now; the message says why (kept as ``learn.stop_reason``)."""
+
+
+class Callback:
+    order = 0
+
+
+class PrintLosses(Callback):
+    """Seed 002's output: the loss of every step, printed as ``print(loss.item())``."""
+
+    order = 90
+
+    def __init__(self, file=None):
+        self.file = file
+
+    def after_batch(self, learn):
+        if learn.training:
+            print(learn.batch_loss.item(), file=self.file or sys.stdout)
+
+
+class PrintTable(Callback):
+    """fastai-style epoch table: epoch, train loss, valid loss, metrics, time."""
+
+    order = 90
+
+    def __init__(self, file=None):
+        self.file = file
+
+    def _line(self, cells):
+        print(
+            "  ".join(f"{c:>12}" if i else f"{c:>5}" for i, c in enumerate(cells)),
+            file=self.file or sys.stdout,
+        )
+
+    def before_fit(self, learn):
+        self.columns = [
+            "epoch",
+            "train_loss",
+            *(["valid_loss"] if learn.has_valid else []),
+            *learn.metric_names,
+            "time",
+        ]
+        self._line(self.columns)
+
+    def after_epoch(self, learn):
+        row = learn.history.epochs[-1]
+        cells = []
+        for c in self.columns:
+            v = row[c]
+            if c == "epoch":
+                cells.append(str(v))
+            elif c == "time":
+                cells.append(f"{int(v // 60):02d}:{v % 60:05.2f}")
+            else:
+                cells.append(f"{v:.6f}")
+        self._line(cells)
+
+
+class EarlyStopping(Callback):
+    """Stop when the monitored loss has not improved by `min_delta` for `patience` epochs.
+
+    Monitors the validation loss when there is a validation split, else the training loss;
+    with `restore_best`, the best epoch's weights are put back at the end.
+    """
+
+    order = 50
+
+    def __init__(
+        self,
+        patience: int = 3,
+        min_delta: float = 0.0,
+        restore_best: bool = True,
+        monitor: str | None = None,
+    ):
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+            raise DescentError(f"patience must be an integer >= 1, got {patience!r}")
+        if not (min_delta >= 0):
+            raise DescentError(f"min_delta must be >= 0, got {min_delta!r}")
+        self.patience, self.min_delta, self.restore_best, self.monitor = (
+            patience,
+            min_delta,
+            restore_best,
+            monitor,
+        )
+
+    def before_fit(self, learn):
+        self.key = self.monitor or ("valid_loss" if learn.has_valid else "train_loss")
+        self.best, self.best_epoch, self.best_state, self.wait = math.inf, None, None, 0
+
+    def after_epoch(self, learn):
+        value = learn.history.epochs[-1][self.key]
+        if value < self.best - self.min_delta:
+            self.best, self.best_epoch, self.wait = value, learn.epoch, 0
+            if self.restore_best:
+                self.best_state = copy.deepcopy(learn.model.state_dict())
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            raise CancelFit(
+                f"early stopping: {self.key} did not improve for {self.patience} epochs "
+                f"(best {self.best:.6g} at epoch {self.best_epoch})"
+            )
+
+    def after_fit(self, learn):
+        if self.restore_best and self.best_state is not None:
+            learn.model.load_state_dict(self.best_state)
+            learn.restored_epoch = self.best_epoch
+
+
+class StopAtLoss(Callback):
+    """Stop once the monitored loss (validation if present, else training) reaches `target`."""
+
+    order = 50
+
+    def __init__(self, target: float):
+        self.target = target
+
+    def after_epoch(self, learn):
+        row = learn.history.epochs[-1]
+        key = "valid_loss" if learn.has_valid else "train_loss"
+        if row[key] <= self.target:
+            raise CancelFit(f"target reached: {key} {row[key]:.6g} <= {self.target:g}")

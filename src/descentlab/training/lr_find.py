@@ -1,0 +1,148 @@
+"""Learning rates: the finder (one pass with an exponentially growing rate) and the sweep (the
+final loss for each of several rates — the data behind "too low, good, too high")."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import DescentError, check_positive
+from .callbacks import CancelFit
+
+
+@dataclass
+class LRFind:
+    """The finder's curve and its suggestion; ``float(result)`` is the suggested rate."""
+
+    lrs: np.ndarray
+    losses: np.ndarray  # smoothed (exponential moving average, debiased)
+    raw_losses: np.ndarray
+    suggestion: float
+
+    def __float__(self) -> float:
+        return self.suggestion
+
+    def __repr__(self) -> str:
+        span = f"{self.lrs[0]:.1e}..{self.lrs[-1]:.1e}"
+        return f"<LRFind {len(self.lrs)} rates {span}, suggestion {self.suggestion:.2e}>"
+
+
+def _snapshot(learn):
+    return copy.deepcopy(learn.model.state_dict()), copy.deepcopy(learn.opt.state_dict())
+
+
+def _restore(learn, snap) -> None:
+    learn.model.load_state_dict(snap[0])
+    learn.opt.load_state_dict(snap[1])
+
+
+def lr_find(
+    learn, start: float = 1e-7, end: float = 10.0, num: int = 100, beta: float = 0.98
+) -> LRFind:
+    """Train for up to `num` batches with the rate growing from `start` to `end` exponentially,
+    stop when the smoothed loss exceeds 4× its minimum or stops being finite, and suggest the
+    rate where the smoothed loss falls fastest against log(lr). The model and optimizer are put
+    back as they were.
+    """
+    check_positive("start", start)
+    check_positive("end", end)
+    if not start < end or num < 5:
+        raise DescentError("lr_find needs start < end and num >= 5")
+    snap = _snapshot(learn)
+    history, steps = learn.history, learn.steps_done
+    lrs, raw, smooth = [], [], []
+    avg, best = 0.0, math.inf
+    learn.training = True
+    learn.model.train()
+    try:
+        i = 0
+        while i < num:
+            for idx in learn._batches():
+                if i >= num:
+                    break
+                lr = start * (end / start) ** (i / (num - 1))
+                for group in learn.opt.param_groups:
+                    group["lr"] = lr
+                x, y = (learn.x, learn.y) if idx is None else (learn.x[idx], learn.y[idx])
+                preds = learn.predict(x)
+                loss = learn.loss(preds, y)
+                value = loss.item()
+                if not math.isfinite(value):
+                    i = num
+                    break
+                learn.gradient(loss)
+                learn.step()
+                learn.zero_grad()
+                avg = beta * avg + (1 - beta) * value
+                s = avg / (1 - beta ** (i + 1))
+                lrs.append(lr)
+                raw.append(value)
+                smooth.append(s)
+                best = min(best, s)
+                i += 1
+                if s > 4 * best:
+                    i = num
+                    break
+    except CancelFit:
+        pass
+    finally:
+        learn.training = False
+        _restore(learn, snap)
+        learn.history, learn.steps_done = history, steps
+    if len(lrs) < 5:
+        raise DescentError(
+            f"the loss diverged within {len(lrs)} steps from lr={start:g}; start lower"
+        )
+    lr_arr = np.array(lrs)
+    return LRFind(lr_arr, np.array(smooth), np.array(raw), suggest(lr_arr, np.array(raw)))
+
+
+def suggest(lrs: np.ndarray, losses: np.ndarray) -> float:
+    """The rate where the loss falls fastest against log10(lr), before the curve's minimum.
+
+    The exponential average that decides when to stop lags tens of steps behind, so the slope
+    is taken on a centered moving average instead, which has no lag.
+    """
+    w = max(3, len(losses) // 15) | 1
+    padded = np.pad(losses, w // 2, mode="edge")
+    centered = np.convolve(padded, np.ones(w) / w, mode="valid")
+    lowest = int(np.argmin(centered))
+    if lowest < 2:
+        return float(lrs[max(lowest, 0)] / 10)
+    slope = np.gradient(centered[: lowest + 1], np.log10(lrs[: lowest + 1]))
+    return float(lrs[int(np.argmin(slope))])
+
+
+def lr_sweep(learn, lrs: Sequence[float], epochs: int = 10):
+    """Fit a fresh copy of `learn`'s initial model once per rate; returns a DataFrame with the
+    final training loss (nan if it diverged), the status and the per-step losses."""
+    import pandas as pd
+
+    rows = []
+    for lr in lrs:
+        check_positive("lr", lr)
+        trial = copy.deepcopy(learn)
+        trial.verbose = False
+        trial.history = type(learn.history)()
+        trial.steps_done = 0
+        trial.opt = trial.plan.build(trial.model.parameters())
+        for group in trial.opt.param_groups:
+            group["lr"] = lr
+        trial.fit(epochs)
+        losses = trial.history["loss"]
+        diverged = (
+            trial.stop_reason is not None and "learning rate is too high" in trial.stop_reason
+        )
+        rows.append(
+            {
+                "lr": lr,
+                "final_loss": math.nan if diverged or not losses else losses[-1],
+                "status": "diverged" if diverged else "ok",
+                "losses": losses,
+            }
+        )
+    return pd.DataFrame(rows)
