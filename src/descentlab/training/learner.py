@@ -162,9 +162,10 @@ class Learner:
         self.preds = self.predict(x)
         self.batch_loss = self.loss(self.preds, y)
         if self.training:
-            if not torch.isfinite(self.batch_loss):
+            self.loss_value = self.batch_loss.item()  # one read serves the check and the history
+            if not math.isfinite(self.loss_value):
                 raise CancelFit(
-                    f"the loss became {self.batch_loss.item()} at step {self.steps_done} with "
+                    f"the loss became {self.loss_value} at step {self.steps_done} with "
                     f"lr={self.lr:g}: the learning rate is too high; try a smaller one such as "
                     f"lr={self.lr / 10:g}"
                 )
@@ -187,12 +188,11 @@ class Learner:
             for i, idx in enumerate(batches):
                 x, y = (self.x, self.y) if idx is None else (self.x[idx], self.y[idx])
                 self.one_batch(x, y)
-                losses.append(self.batch_loss.detach())
+                losses.append(self.loss_value)
                 counts.append(len(x))
                 bar.update(i + 1)
         self.training = False
-        weights = torch.tensor(counts, dtype=torch.float32)
-        train_loss = float((torch.stack(losses).float() * weights).sum() / weights.sum())
+        train_loss = sum(v * n for v, n in zip(losses, counts, strict=True)) / sum(counts)
         row = {"epoch": self.epoch, "train_loss": train_loss}
         if self.has_valid:
             row.update(
@@ -325,7 +325,7 @@ class Learner:
             yield idx
 
     def _record_step(self) -> None:
-        self.history["loss"].append(self.batch_loss.item())
+        self.history["loss"].append(self.loss_value)
         self.history["lr"].append(self.lr)
         if self.record_params:
             self.history["params"].append(self._param_vector())
