@@ -192,3 +192,21 @@ def test_cuda_matches_cpu():
         device="cuda",
     )
     np.testing.assert_allclose(gpu.path, cpu.path, rtol=1e-9, atol=1e-9)
+
+
+def test_progress_bar_only_when_asked_outside_a_terminal():
+    import subprocess
+    import sys
+
+    code = (
+        "import descentlab as dl; dl.descend('rastrigin', dl.random(2000, seed=0), dim=3, "
+        "steps=300, record='final', progress={})"
+    )
+    forced = subprocess.run(
+        [sys.executable, "-c", code.format(True)], capture_output=True, text=True
+    )
+    quiet = subprocess.run(
+        [sys.executable, "-c", code.format(None)], capture_output=True, text=True
+    )
+    assert "descending" in forced.stderr and "100%" in forced.stderr
+    assert quiet.stderr == ""

@@ -27,6 +27,7 @@ class Progress:
     def update(self, done: int) -> None:
         if not self.enabled:
             return
+        self.done = done
         now = time.perf_counter()
         if now - self.last < 0.1:
             return
@@ -37,13 +38,17 @@ class Progress:
             from rich.console import Console
             from rich.progress import Progress
 
-            self.bar = Progress(console=Console(stderr=True), transient=True)
+            console = Console(stderr=True)
+            # a terminal redraws the bar and clears it; elsewhere it can only print, so a
+            # forced bar stays and shows its final state
+            self.bar = Progress(console=console, transient=console.is_terminal)
             self.bar.start()
             self.task = self.bar.add_task("descending", total=self.total)
         self.bar.update(self.task, completed=done)
 
     def __exit__(self, *exc):
         if self.bar is not None:
+            self.bar.update(self.task, completed=self.done)
             self.bar.stop()
 
 
