@@ -21,6 +21,7 @@ from .errors import (
 from .gradients import gradient
 from .objective import Objective
 from .optimizers import GradientDescent
+from .race import Race, race
 from .starts import grid, random
 from .training import (
     Callback,
@@ -36,6 +37,16 @@ from .trajectory import Trajectory, load
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    # matplotlib takes a noticeable moment to import; load the pictures only when asked for
+    if name == "plot":
+        import importlib
+
+        return importlib.import_module(".plot", __name__)
+    raise AttributeError(f"module 'descentlab' has no attribute {name!r}")
+
+
 __all__ = [
     "Callback",
     "CancelFit",
@@ -48,6 +59,7 @@ __all__ = [
     "Objective",
     "ObjectiveError",
     "OptimizerError",
+    "Race",
     "RecordingError",
     "StartError",
     "StopAtLoss",
@@ -64,5 +76,7 @@ __all__ = [
     "lr_sweep",
     "models",
     "optimizers",
+    "plot",
+    "race",
     "random",
 ]

@@ -140,10 +140,19 @@ def register(app: typer.Typer, friendly) -> None:
     ) -> None:
         """Fit a model with the seven-step loop and print the loss (or an epoch table)."""
         learn, r = learner_for(
-            data, model=model, hidden=hidden, degree=degree, batch_size=batch_size, lr=lr,
-            optimizer=optimizer, momentum=momentum, valid=valid, seed=seed,
-            three_vs_seven=three_vs_seven, path=path,
-        )  # fmt: skip
+            data,
+            model=model,
+            hidden=hidden,
+            degree=degree,
+            batch_size=batch_size,
+            lr=lr,
+            optimizer=optimizer,
+            momentum=momentum,
+            valid=valid,
+            seed=seed,
+            three_vs_seven=three_vs_seven,
+            path=path,
+        )
         stop = EarlyStopping(patience=patience) if patience else None
         learn.fit(epochs if epochs is not None else r.epochs, stop=stop, target=target)
         result = learn.validate()
@@ -164,9 +173,16 @@ def register(app: typer.Typer, friendly) -> None:
     ) -> None:
         """Sweep the learning rate exponentially over one pass and suggest one."""
         learn, _ = learner_for(
-            data, model=model, hidden=hidden, batch_size=batch_size, optimizer=optimizer,
-            seed=seed, three_vs_seven=three_vs_seven, path=path, verbose=False,
-        )  # fmt: skip
+            data,
+            model=model,
+            hidden=hidden,
+            batch_size=batch_size,
+            optimizer=optimizer,
+            seed=seed,
+            three_vs_seven=three_vs_seven,
+            path=path,
+            verbose=False,
+        )
         found = learn.lr_find()
         step = max(1, len(found.lrs) // 12)
         for lr, loss in list(zip(found.lrs, found.losses, strict=True))[::step]:
@@ -175,11 +191,21 @@ def register(app: typer.Typer, friendly) -> None:
 
 
 def learner_for(
-    data: str, *, model: str | None = None, hidden: int = 128, degree: int = 2,
-    batch_size: int | None = None, lr: float | None = None, optimizer: str | None = None,
-    momentum: float | None = None, valid: float | None = None, seed: int = 0,
-    three_vs_seven: bool = False, path: Path | None = None, verbose: bool = True,
-) -> tuple[Learner, Recipe]:  # fmt: skip
+    data: str,
+    *,
+    model: str | None = None,
+    hidden: int = 128,
+    degree: int = 2,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    optimizer: str | None = None,
+    momentum: float | None = None,
+    valid: float | None = None,
+    seed: int = 0,
+    three_vs_seven: bool = False,
+    path: Path | None = None,
+    verbose: bool = True,
+) -> tuple[Learner, Recipe]:
     """The Learner `descentlab fit DATA` builds, with the recipe's defaults for what is None."""
     r = recipe(data, model, hidden, three_vs_seven, path, degree)
     hyper = {} if momentum is None else {"momentum": momentum}

@@ -190,6 +190,7 @@ class _Spec:
     minimum_value: float | Callable[[int], float]
     any_dim: bool = False
     reference: str = SFU
+    view: tuple[tuple[float, float], ...] | None = None
 
 
 def _point(value: float) -> Callable[[int], tuple[tuple[float, ...], ...]]:
@@ -229,6 +230,7 @@ REGISTRY: dict[str, _Spec] = {
         (-100.0, 100.0),
         ((math.pi, math.pi),),
         -1.0,
+        view=((math.pi - 5, math.pi + 5), (math.pi - 5, math.pi + 5)),
     ),
     "rosenbrock": _Spec(
         rosenbrock,
@@ -413,4 +415,5 @@ def get(name: str, dim: int | None = None) -> Objective:
         minimum_value=float(fstar),
         formula=spec.formula,
         reference=spec.reference,
+        view=spec.view,
     )

@@ -41,6 +41,7 @@ class Objective:
         minimum_value: the global minimum f*, or None when unknown.
         formula: the formula as text, for display.
         reference: where the function is defined.
+        view: a smaller box for pictures when the domain hides the features (Easom).
 
     Example:
         >>> obj = Objective(lambda x: (x**2).sum(-1), dim=2, name="sphere")
@@ -56,6 +57,7 @@ class Objective:
     minimum_value: float | None = None
     formula: str = ""
     reference: str = ""
+    view: Bounds | None = None  # a box that shows the interesting part, when the domain does not
     style: str = field(default="batch", repr=False)  # how a user callable is called
 
     def __call__(self, x) -> torch.Tensor:

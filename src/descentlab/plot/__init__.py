@@ -1,0 +1,31 @@
+"""Pictures of descents and fits: static figures (matplotlib), animations (GIF/MP4).
+
+>>> import descentlab as dl
+>>> fig = dl.plot.contour(dl.descend("himmelblau", start=(-0.4, -0.65), lr=0.01, steps=100))
+"""
+
+from .static import (
+    basins,
+    contour,
+    curve,
+    loss,
+    lr_effects,
+    montage,
+    params,
+    preds,
+    slices,
+    surface,
+)
+
+__all__ = [
+    "basins",
+    "contour",
+    "curve",
+    "loss",
+    "lr_effects",
+    "montage",
+    "params",
+    "preds",
+    "slices",
+    "surface",
+]

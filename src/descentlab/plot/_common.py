@@ -1,0 +1,95 @@
+"""What the plotting modules share: colours, run lists, the view box, atomic saving."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DescentError
+from ..race import Race
+from ..trajectory import DIVERGED, Trajectory
+
+PALETTE = [
+    "#e6194b",
+    "#3cb44b",
+    "#4363d8",
+    "#f58231",
+    "#911eb4",
+    "#42d4f4",
+    "#f032e6",
+    "#bfef45",
+    "#fabed4",
+    "#469990",
+]
+FIGURE_FORMATS = {".png", ".svg", ".pdf", ".jpg", ".jpeg"}
+
+
+def as_runs(runs) -> list[tuple[str, Trajectory]]:
+    """(label, Trajectory) pairs from a Trajectory, a Race, or a sequence of Trajectories."""
+    if isinstance(runs, Trajectory):
+        return [(runs.meta.get("optimizer", "run"), runs)]
+    if isinstance(runs, Race):
+        if not len(runs):
+            raise DescentError("the race is empty; give it at least one optimizer")
+        return list(runs)
+    if isinstance(runs, (list, tuple)) and runs and all(isinstance(r, Trajectory) for r in runs):
+        return [(r.meta.get("optimizer", f"run {i}"), r) for i, r in enumerate(runs)]
+    raise DescentError(f"expected a Trajectory or a Race, got {type(runs).__name__}")
+
+
+def view_box(objective, runs, margin: float = 0.12):
+    """The region to draw: every recorded position with a margin, at least a tenth of the
+    function's view (or domain), and inside it when the paths stay in it."""
+    # diverged points would stretch the view to their blow-up: use only their starts
+    parts = [r.path[:, r.status_ != DIVERGED].reshape(-1, r.dim) for r in runs]
+    parts += [r.start_ for r in runs]
+    pts = np.concatenate(parts).astype(np.float64)
+    pts = pts[np.isfinite(pts).all(axis=1)]
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    region = objective.view or objective.domain
+    domain = np.array(region) if region else None
+    span = hi - lo
+    floor = 0.1 * (domain[:, 1] - domain[:, 0]) if domain is not None else np.ones_like(span)
+    span = np.maximum(span, floor)
+    center = (lo + hi) / 2
+    lo, hi = center - span * (0.5 + margin), center + span * (0.5 + margin)
+    if domain is not None:
+        inside = (pts.min(axis=0) >= domain[:, 0]) & (pts.max(axis=0) <= domain[:, 1])
+        lo = np.where(inside, np.maximum(lo, domain[:, 0]), lo)
+        hi = np.where(inside, np.minimum(hi, domain[:, 1]), hi)
+    return tuple((float(a), float(b)) for a, b in zip(lo, hi, strict=True))
+
+
+def check_output(path, allowed: set[str], what: str) -> Path:
+    """The output path, after checking its extension and that its folder exists."""
+    p = Path(path)
+    if p.suffix.lower() not in allowed:
+        raise DescentError(
+            f"cannot write a {what} as {p.suffix or 'a file without extension'!r}; use one of "
+            f"{', '.join(sorted(allowed))}"
+        )
+    if not p.parent.is_dir():
+        raise DescentError(f"folder {str(p.parent)!r} does not exist; create it first")
+    return p
+
+
+def atomic_target(p: Path) -> str:
+    """A temporary file beside `p` with the same extension; rename it onto `p` when complete."""
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.stem}.", suffix=p.suffix)
+    os.close(fd)
+    return tmp
+
+
+def save_figure(fig, path) -> Path:
+    p = check_output(path, FIGURE_FORMATS, "figure")
+    tmp = atomic_target(p)
+    try:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return p
