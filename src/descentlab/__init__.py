@@ -40,10 +40,11 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str):
     # matplotlib takes a noticeable moment to import; load the pictures only when asked for
-    if name == "plot":
+    if name in ("plot", "animate"):
         import importlib
 
-        return importlib.import_module(".plot", __name__)
+        plot = importlib.import_module(".plot", __name__)
+        return plot if name == "plot" else plot.animate
     raise AttributeError(f"module 'descentlab' has no attribute {name!r}")
 
 

@@ -39,6 +39,15 @@ _ARRAYS = (
 )
 
 
+def publish(tmp: str | Path, target: Path) -> None:
+    """Give a finished temporary file the mode a new file would get (mkstemp makes it 0600),
+    then rename it onto `target` in one step, so readers never see a partial file."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, target)
+
+
 def coordinate_names(d: int) -> list[str]:
     return ["x", "y", "z"][:d] if d <= 3 else [f"x{i}" for i in range(1, d + 1)]
 
@@ -243,7 +252,7 @@ class Trajectory:
                 np.savez(fh, **arrays)
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.replace(tmp, target)
+            publish(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise

@@ -4,6 +4,7 @@
 >>> fig = dl.plot.contour(dl.descend("himmelblau", start=(-0.4, -0.65), lr=0.01, steps=100))
 """
 
+from .animate import animate
 from .static import (
     basins,
     contour,
@@ -18,6 +19,7 @@ from .static import (
 )
 
 __all__ = [
+    "animate",
     "basins",
     "contour",
     "curve",

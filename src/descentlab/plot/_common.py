@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import DescentError
 from ..race import Race
-from ..trajectory import DIVERGED, Trajectory
+from ..trajectory import DIVERGED, Trajectory, publish
 
 PALETTE = [
     "#e6194b",
@@ -88,7 +88,7 @@ def save_figure(fig, path) -> Path:
     tmp = atomic_target(p)
     try:
         fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        os.replace(tmp, p)
+        publish(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

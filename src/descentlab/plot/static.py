@@ -138,10 +138,13 @@ def _draw_run(ax, run: Trajectory, color, label: str | None):
         )
 
 
-def contour(runs: Trajectory | Race, ax=None, path=None, levels: int = 30, box=None):
+def contour(
+    runs: Trajectory | Race, ax=None, path=None, levels: int = 30, box=None, walks: bool = True
+):
     """Filled contours of a 2-D function, every path (or final point), and its known minima.
 
-    A Race draws one colour per optimizer with a legend.
+    A Race draws one colour per optimizer with a legend. ``walks=False`` draws only the
+    landscape and minima (the animations add their own moving points).
     """
     entries = as_runs(runs)
     if entries[0][1].dim != 2:
@@ -156,7 +159,7 @@ def contour(runs: Trajectory | Race, ax=None, path=None, levels: int = 30, box=N
     lo, hi = cs.levels[0], cs.levels[-1]
     ticks = [t for t in ticks if lo - 1e-12 <= t <= hi + 1e-12]
     bar.set_ticks(ticks, labels=[f"{t:g}" for t in ticks])
-    for i, (name, run) in enumerate(entries):
+    for i, (name, run) in enumerate(entries if walks else []):
         _draw_run(
             ax,
             run,
@@ -172,7 +175,7 @@ def contour(runs: Trajectory | Race, ax=None, path=None, levels: int = 30, box=N
     return _finish(fig, path)
 
 
-def curve(run: Trajectory, ax=None, path=None, xlim=None):
+def curve(run: Trajectory, ax=None, path=None, xlim=None, walks: bool = True):
     """A 1-D walk on its function: the curve, each step's point, and arrows between them."""
     entries = as_runs(run)
     run = entries[0][1]
@@ -190,7 +193,7 @@ def curve(run: Trajectory, ax=None, path=None, xlim=None):
     fig, ax = _axes(ax, (6.4, 4.2))
     ax.plot(grid, ys, color="#3b4cc0", lw=2, label="f(x)")
     steps = np.arange(len(run.recorded))
-    for i in range(run.n_points):
+    for i in range(run.n_points if walks else 0):
         ax.plot(xs[:, i], run.values[:, i], color="#ff5a36", lw=0.8, alpha=0.6)
         sc = ax.scatter(
             xs[:, i],
@@ -202,7 +205,8 @@ def curve(run: Trajectory, ax=None, path=None, xlim=None):
             edgecolors="black",
             linewidths=0.4,
         )
-    fig.colorbar(sc, ax=ax, label="step")
+    if walks:
+        fig.colorbar(sc, ax=ax, label="step")
     ax.set(xlabel="x", ylabel="f(x)", title=_title(entries), xlim=xlim)
     inside = ys[np.isfinite(ys)]
     ax.set_ylim(inside.min() - 0.05 * np.ptp(inside), inside.max() + 0.05 * np.ptp(inside))
