@@ -5,6 +5,7 @@
 """
 
 from .animate import animate
+from .interactive import html
 from .static import (
     basins,
     contour,
@@ -23,6 +24,7 @@ __all__ = [
     "basins",
     "contour",
     "curve",
+    "html",
     "loss",
     "lr_effects",
     "montage",

@@ -1,0 +1,361 @@
+"""One self-contained interactive page (plotly) for a run or a race.
+
+Side by side, a 2-D contour and a 3-D surface of the landscape; every walk animated on both
+with play/pause and a step slider; one legend entry per optimizer that toggles it in both
+views; hovering a point shows its step, position, value and gradient norm. plotly.js is
+inlined, so the page works with no network (≈ 5 MB for a 4-optimizer × 200-step race).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+
+from ..errors import DescentError
+from ..trajectory import DIVERGED, publish
+from ._common import PALETTE, as_runs, atomic_target, check_output, view_box
+from .animate import frame_rows
+
+HOVER = (
+    "<b>%{fullData.name}</b><br>step %{customdata[0]}<br>x = %{x:.4g}, y = %{y:.4g}"
+    "<br>f = %{customdata[1]:.4g}<br>|∇f| = %{customdata[2]:.3g}<extra></extra>"
+)
+MAX_TRAILS = 60  # beyond this many points, show positions only
+TAIL = 10  # recorded steps of bright tail behind each moving point
+
+
+def html(obj, path, frames: int = 100, surface: bool = True, grid: int = 80) -> Path:
+    """Write the interactive page for a 2-D Trajectory or Race to `path` (``.html``).
+
+    Args:
+        frames: the most animation frames (long runs are subsampled evenly).
+        surface: add the 3-D surface view beside the contour.
+        grid: points per axis of the landscape sampling.
+    """
+    p = check_output(path, {".html", ".htm"}, "page")
+    entries = as_runs(obj)
+    if entries[0][1].dim != 2:
+        raise DescentError(f"html draws 2-D runs; this one is {entries[0][1].dim}-D")
+    obj_fn = entries[0][1].objective
+    if obj_fn is None:
+        raise DescentError(
+            "html needs the function itself, which a loaded run of a Python callable lacks"
+        )
+    fig = figure(entries, obj_fn, frames, surface, grid)
+    tmp = atomic_target(p)
+    try:
+        fig.write_html(tmp, include_plotlyjs=True, full_html=True, auto_play=False)
+        publish(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return p
+
+
+def figure(
+    entries, objective, frames: int = 100, surface: bool = True, grid: int = 80
+) -> go.Figure:
+    """The plotly Figure behind `html`."""
+    box = view_box(objective, [r for _, r in entries])
+    xs = np.linspace(*box[0], grid)
+    ys = np.linspace(*box[1], grid)
+    gx, gy = np.meshgrid(xs, ys)
+    with torch.no_grad():
+        z = objective.fn(torch.tensor(np.stack([gx, gy], -1))).numpy()
+    shifted = z - np.nanmin(z)
+    log = np.percentile(shifted, 95) / max(np.percentile(shifted, 50), 1e-12) > 8
+    shown = np.log10(shifted + 1e-3 * max(np.percentile(shifted, 50), 1e-12)) if log else z
+    cols = 2 if surface else 1
+    fig = make_subplots(
+        rows=1,
+        cols=cols,
+        column_widths=[0.5, 0.5][:cols],
+        specs=[[{"type": "xy"}, {"type": "scene"}][:cols]],
+        subplot_titles=["contour", "surface"][:cols],
+        horizontal_spacing=0.06,
+    )
+    fig.add_trace(
+        go.Contour(
+            x=xs,
+            y=ys,
+            z=shown,
+            colorscale="Viridis",
+            showscale=False,
+            ncontours=30,
+            name="landscape",
+            hoverinfo="skip",
+            line={"width": 0.3},
+        ),
+        row=1,
+        col=1,
+    )
+    if surface:
+        fig.add_trace(
+            go.Surface(
+                x=xs,
+                y=ys,
+                z=z,
+                colorscale="Viridis",
+                showscale=False,
+                opacity=0.85,
+                name="surface",
+                hoverinfo="skip",
+                contours={"z": {"show": True, "usecolormap": True, "project": {"z": True}}},
+            ),
+            row=1,
+            col=2,
+        )
+    minima = [
+        m
+        for m in objective.minima
+        if box[0][0] <= m[0] <= box[0][1] and box[1][0] <= m[1] <= box[1][1]
+    ]
+    if minima:
+        m = np.array(minima)
+        fig.add_trace(
+            go.Scatter(
+                x=m[:, 0],
+                y=m[:, 1],
+                mode="markers",
+                name="global minima",
+                marker={"symbol": "star", "size": 14, "color": "gold", "line": {"width": 1}},
+            ),
+            row=1,
+            col=1,
+        )
+    rows = frame_rows(max(len(r.recorded) for _, r in entries), frames)
+    dynamic = []  # indices of the traces that frames update
+    for i, (label, run) in enumerate(entries):
+        for trace, col in _static_paths(run, label, PALETTE[i % len(PALETTE)], surface):
+            fig.add_trace(trace, row=1, col=col)
+    for i, (label, run) in enumerate(entries):
+        color = PALETTE[i % len(PALETTE)]
+        for trace, col in _traces(run, label, color, rows[0], surface):
+            fig.add_trace(trace, row=1, col=col)
+            dynamic.append(len(fig.data) - 1)
+    fig.frames = [
+        go.Frame(
+            name=str(k),
+            data=[
+                t
+                for i, (label, run) in enumerate(entries)
+                for t, _ in _traces(run, label, PALETTE[i % len(PALETTE)], k, surface)
+            ],
+            traces=dynamic,
+        )
+        for k in rows
+    ]
+    steps_of = entries[0][1].recorded
+    slider_steps = [
+        {
+            "method": "animate",
+            "label": str(int(steps_of[min(k, len(steps_of) - 1)])),
+            "args": [
+                [str(k)],
+                {
+                    "mode": "immediate",
+                    "frame": {"duration": 0, "redraw": True},
+                    "transition": {"duration": 0},
+                },
+            ],
+        }
+        for k in rows
+    ]
+    play = {
+        "frame": {"duration": 60, "redraw": True},
+        "fromcurrent": True,
+        "transition": {"duration": 0},
+    }
+    pause = {
+        "frame": {"duration": 0, "redraw": False},
+        "mode": "immediate",
+        "transition": {"duration": 0},
+    }
+    first = entries[0][1]
+    opt = "race" if len(entries) > 1 else f"{first.meta['optimizer']} lr={first.meta['lr']:g}"
+    fig.update_layout(
+        title=f"{first.meta['function']} · {opt} · {_points(first.n_points)}",
+        height=620,
+        margin={"l": 40, "r": 20, "t": 70, "b": 40},
+        legend={"orientation": "h", "y": -0.08, "groupclick": "togglegroup"},
+        updatemenus=[
+            {
+                "type": "buttons",
+                "direction": "left",
+                "x": 0.0,
+                "y": 1.12,
+                "showactive": False,
+                "buttons": [
+                    {"label": "▶ play", "method": "animate", "args": [None, play]},
+                    {"label": "❚❚ pause", "method": "animate", "args": [[None], pause]},
+                ],
+            }
+        ],
+        sliders=[
+            {
+                "active": 0,
+                "x": 0.12,
+                "len": 0.86,
+                "y": 1.1,
+                "yanchor": "bottom",
+                "currentvalue": {"prefix": "step "},
+                "steps": slider_steps,
+            }
+        ],
+        scene={
+            "xaxis_title": "x",
+            "yaxis_title": "y",
+            "zaxis_title": "f",
+            "camera": {"eye": {"x": 1.5, "y": -1.5, "z": 1.1}},
+        },
+    )
+    fig.update_xaxes(range=list(box[0]), title_text="x", row=1, col=1)
+    fig.update_yaxes(range=list(box[1]), title_text="y", row=1, col=1)
+    return fig
+
+
+def _points(n: int) -> str:
+    return "1 point" if n == 1 else f"{n:,} points"
+
+
+def _lines(run, rows_from: int, rows_to: int, keep) -> tuple[np.ndarray, ...]:
+    """x, y, f of every kept point's path between two recorded rows, NaN between points
+    (float32 arrays, which plotly writes as compact base64)."""
+    seg = slice(rows_from, rows_to + 1)
+    n = rows_to + 1 - rows_from
+    parts = [np.full((int(keep.sum()), n + 1), np.nan, dtype=np.float32) for _ in range(3)]
+    for part, data in zip(
+        parts, (run.path[seg, :, 0], run.path[seg, :, 1], run.values[seg]), strict=True
+    ):
+        part[:, :n] = data[:, keep].T
+    return tuple(part.reshape(-1) for part in parts)
+
+
+def _static_paths(run, label, color, surface: bool):
+    """Each whole path once, faint, so the frames need carry only markers and short tails."""
+    if run.n_points > MAX_TRAILS:
+        return []
+    keep = run.status_ != DIVERGED
+    x, y, f = _lines(run, 0, len(run.recorded) - 1, keep)
+    faint = {"color": color, "width": 1}
+    items = [
+        (
+            go.Scatter(
+                x=x,
+                y=y,
+                mode="lines",
+                line=faint,
+                opacity=0.35,
+                name=label,
+                legendgroup=label,
+                showlegend=False,
+                hoverinfo="skip",
+            ),
+            1,
+        )
+    ]
+    if surface:
+        items.append(
+            (
+                go.Scatter3d(
+                    x=x,
+                    y=y,
+                    z=f,
+                    mode="lines",
+                    line={"color": color, "width": 2},
+                    opacity=0.35,
+                    name=label,
+                    legendgroup=label,
+                    showlegend=False,
+                    hoverinfo="skip",
+                ),
+                2,
+            )
+        )
+    return items
+
+
+def _traces(run, label, color, row: int, surface: bool):
+    """The moving traces of one run at recorded row `row`: points and their short tails."""
+    r = min(int(row), len(run.recorded) - 1)
+    step = int(run.recorded[r])
+    keep = ~((run.status_ == DIVERGED) & (run.steps_ <= step))
+    pos = run.path[r][keep].astype(np.float32)
+    val = run.values[r][keep].astype(np.float32)
+    custom = np.column_stack([val, run.grad_norms[r][keep]]).astype(np.float32)
+    hover = HOVER.replace("%{customdata[0]}", str(step)).replace("customdata[1]", "customdata[0]")
+    hover = hover.replace("customdata[2]", "customdata[1]")
+    few = run.n_points <= MAX_TRAILS
+    size = 9 if run.n_points == 1 else 5
+    items = []
+    if few:
+        x, y, f = _lines(run, max(0, r - TAIL), r, keep)
+        items.append(
+            (
+                go.Scatter(
+                    x=x,
+                    y=y,
+                    mode="lines",
+                    line={"color": color, "width": 3},
+                    name=label,
+                    legendgroup=label,
+                    showlegend=False,
+                    hoverinfo="skip",
+                ),
+                1,
+            )
+        )
+    items.append(
+        (
+            go.Scatter(
+                x=pos[:, 0],
+                y=pos[:, 1],
+                mode="markers",
+                name=label,
+                legendgroup=label,
+                marker={"color": color, "size": size, "line": {"width": 1, "color": "black"}},
+                customdata=custom,
+                hovertemplate=hover,
+            ),
+            1,
+        )
+    )
+    if surface:
+        if few:
+            items.append(
+                (
+                    go.Scatter3d(
+                        x=x,
+                        y=y,
+                        z=f,
+                        mode="lines",
+                        line={"color": color, "width": 6},
+                        name=label,
+                        legendgroup=label,
+                        showlegend=False,
+                        hoverinfo="skip",
+                    ),
+                    2,
+                )
+            )
+        items.append(
+            (
+                go.Scatter3d(
+                    x=pos[:, 0],
+                    y=pos[:, 1],
+                    z=val,
+                    mode="markers",
+                    name=label,
+                    legendgroup=label,
+                    showlegend=False,
+                    hoverinfo="skip",
+                    marker={"color": color, "size": 5 if run.n_points == 1 else 2},
+                ),
+                2,
+            )
+        )
+    return items
