@@ -17,6 +17,16 @@ def require_tool(name: str) -> str:
     return path
 
 
+def require_module(name: str):
+    """Import a module; skip without it, except in CI (DESCENTLAB_REQUIRE_ALL=1)."""
+    try:
+        return __import__(name)
+    except ImportError:
+        if REQUIRE_ALL:
+            pytest.fail(f"{name} is required in CI (DESCENTLAB_REQUIRE_ALL=1) but not installed")
+        pytest.skip(f"{name} not installed")
+
+
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)

@@ -267,3 +267,77 @@ def test_fit_errors(args, message):
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert message in " ".join(done.stderr.split())
+
+
+def test_descend_writes_every_picture(tmp_path):
+    files = {
+        k: tmp_path / f"run.{ext}"
+        for k, ext in (("plot", "png"), ("animate", "gif"), ("html", "html"))
+    }
+    result = cli(
+        "descend",
+        "himmelblau",
+        "--start",
+        "-0.4,-0.65",
+        "--steps",
+        "60",
+        *[a for k, p in files.items() for a in (f"--{k}", str(p))],
+    )
+    assert result.exit_code == 0, result.output
+    for p in files.values():
+        assert p.stat().st_size > 10_000 and f"wrote {p}" in " ".join(result.output.split())
+
+
+def test_race_command(tmp_path):
+    result = cli(
+        "race",
+        "himmelblau",
+        "--start",
+        "-0.4,-0.65",
+        "--optimizers",
+        "gd,momentum,adam,rmsprop",
+        "--steps",
+        "50",
+        "--animate",
+        str(tmp_path / "race.gif"),
+    )
+    assert result.exit_code == 0, result.output
+    for name in ("gd", "momentum", "adam", "rmsprop"):
+        assert name in result.output
+    assert (tmp_path / "race.gif").exists()
+    lrs = cli(
+        "race",
+        "x**2",
+        "--start",
+        "-1.5",
+        "--optimizers",
+        "gd",
+        "--lrs",
+        "0.01,0.3,1.05",
+        "--steps",
+        "20",
+    )
+    assert lrs.exit_code == 0 and "gd lr=1.05" in lrs.output
+
+
+def test_bad_picture_paths_are_refused_before_the_run(tmp_path):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "descentlab.cli",
+            "descend",
+            "himmelblau",
+            "--grid",
+            "500",
+            "--steps",
+            "100000",
+            "--animate",
+            str(tmp_path / "x.avi"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and "use one of .gif, .mp4" in done.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -187,29 +187,19 @@ def descend_command(
     save: Path = typer.Option(None, help="write the trajectory to this .npz file"),
     trace: bool = typer.Option(False, help="print f(x) = y for every step (seed style)"),
     progress: bool = typer.Option(None, "--progress/--no-progress", help="progress bar"),
+    plot: Path = typer.Option(None, help="contour (2-D) or curve (1-D) figure: .png .svg .pdf"),
+    animate: Path = typer.Option(None, help="animation: .gif or .mp4"),
+    surface: Path = typer.Option(None, help="3-D surface picture: .png (PyVista if installed)"),
+    html: Path = typer.Option(None, help="interactive page: .html"),
 ) -> None:
     """Run gradient descent from one point, a grid or random points, and summarise it."""
-    given = [
-        s for s, v in (("--start", start), ("--grid", grid), ("--random", random)) if v is not None
-    ]
-    if len(given) != 1:
-        raise DescentError(
-            "give exactly one of --start, --grid or --random"
-            + (f" (got {', '.join(given)})" if given else "")
-        )
-    box = _parse_bounds(bounds)
-    if start is not None:
-        starts = _parse_points(start)
-    elif grid is not None:
-        starts = make_grid(grid, box)
-    else:
-        starts = make_random(random, box, seed=seed)
+    pictures = _check_pictures(plot=plot, animate=animate, surface=surface, html=html)
     hyper = _parse_options(option)
     if momentum is not None:
         hyper["momentum"] = momentum
     run = descend(
         function,
-        starts,
+        _starts(start, grid, random, seed, bounds),
         optimizer=optimizer,
         lr=lr,
         steps=steps,
@@ -228,9 +218,136 @@ def descend_command(
     if save is not None:
         written = run.save(save)
         out.print(f"saved {written}")
+    _write_pictures(run, pictures)
     if (run.status_ == 3).any():
         err.print(f"interrupted after {run.iterations} steps; results above are partial")
         raise typer.Exit(130)
+
+
+@app.command("race")
+@_friendly
+def race_command(
+    function: str = typer.Argument(..., help="a function name or a formula"),
+    optimizers: str = typer.Option("gd,momentum,rmsprop,adam", help="comma-separated names"),
+    lrs: str = typer.Option(None, help="race learning rates of the first optimizer instead"),
+    start: str = typer.Option(None, help="start point x,y (several: 'x,y;x,y')"),
+    grid: int = typer.Option(None, help="start from an n-per-axis grid"),
+    random: int = typer.Option(None, help="start from n uniform random points"),
+    seed: int = typer.Option(0, help="seed for --random"),
+    bounds: str = typer.Option(None, help="box for --grid/--random"),
+    dim: int = typer.Option(None, help="dimension of d-dimensional functions"),
+    lr: float = typer.Option(None, help="learning rate for every optimizer"),
+    steps: int = typer.Option(200, help="most steps per point"),
+    tol: float = typer.Option(None, help="stop a point when its gradient norm < tol"),
+    plot: Path = typer.Option(None, help="contour figure (.png, .svg, .pdf)"),
+    animate: Path = typer.Option(None, help="animation (.gif or .mp4)"),
+    surface: Path = typer.Option(None, help="3-D surface picture (.png)"),
+    html: Path = typer.Option(None, help="interactive page (.html)"),
+) -> None:
+    """Several optimizers (or learning rates) from the same starts, side by side."""
+    from .race import race
+
+    pictures = _check_pictures(plot=plot, animate=animate, surface=surface, html=html)
+    names = [n.strip() for n in optimizers.split(",") if n.strip()]
+    rates = None
+    if lrs is not None:
+        try:
+            rates = [float(v) for v in lrs.split(",") if v.strip()]
+        except ValueError:
+            raise DescentError(f"--lrs {lrs!r} must be comma-separated numbers") from None
+    r = race(
+        function,
+        _starts(start, grid, random, seed, bounds),
+        optimizers=names,
+        lr=lr,
+        lrs=rates,
+        steps=steps,
+        tol=tol,
+        dim=dim,
+    )
+    table = Table(title=f"race on {function}")
+    for col in (
+        "entrant",
+        "best f",
+        "median f",
+        "f − f*",
+        "conv",
+        "div",
+        "at min",
+    ):
+        table.add_column(col, no_wrap=True)
+
+    def short(v: float) -> str:
+        return "—" if v != v else f"{v:.3g}"
+
+    for row in r.summary().itertuples():
+        table.add_row(
+            row.label,
+            short(row.best_value),
+            short(row.median_value),
+            short(row.gap),
+            str(row.converged),
+            str(row.diverged),
+            str(row.reached_minimum),
+        )
+    out.print(table)
+    _write_pictures(r, pictures)
+
+
+def _starts(start, grid, random, seed, bounds):
+    given = [
+        s for s, v in (("--start", start), ("--grid", grid), ("--random", random)) if v is not None
+    ]
+    if len(given) != 1:
+        got = f" (got {', '.join(given)})" if given else ""
+        raise DescentError(f"give exactly one of --start, --grid or --random{got}")
+    box = _parse_bounds(bounds)
+    if start is not None:
+        return _parse_points(start)
+    if grid is not None:
+        return make_grid(grid, box)
+    return make_random(random, box, seed=seed)
+
+
+_PICTURE_FORMATS = {
+    "plot": {".png", ".svg", ".pdf", ".jpg", ".jpeg"},
+    "animate": {".gif", ".mp4"},
+    "surface": {".png", ".jpg", ".jpeg", ".mp4"},
+    "html": {".html", ".htm"},
+}
+
+
+def _check_pictures(**paths) -> dict:
+    """Refuse a bad output path before the run, not after it."""
+    from .plot._common import check_output
+
+    wanted = {k: v for k, v in paths.items() if v is not None}
+    for kind, path in wanted.items():
+        check_output(
+            path,
+            _PICTURE_FORMATS[kind],
+            {"plot": "figure", "animate": "animation", "surface": "surface", "html": "page"}[kind],
+        )
+    return wanted
+
+
+def _write_pictures(target, pictures: dict) -> None:
+    if not pictures:
+        return
+    from . import plot
+
+    runs = list(target) if not isinstance(target, Trajectory) else [("", target)]
+    dim = runs[0][1].dim
+    for kind, path in pictures.items():
+        if kind == "plot":
+            (plot.curve if dim == 1 else plot.contour)(target, path=path)
+        elif kind == "animate":
+            plot.animate(target, path)
+        elif kind == "surface":
+            plot.surface3d(target, path) if plot.has_pyvista() else plot.surface(target, path=path)
+        else:
+            plot.html(target, path)
+        out.print(f"wrote {path}")
 
 
 def _print_summary(run: Trajectory) -> None:

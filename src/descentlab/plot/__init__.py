@@ -18,12 +18,14 @@ from .static import (
     slices,
     surface,
 )
+from .surface import has_pyvista, surface3d
 
 __all__ = [
     "animate",
     "basins",
     "contour",
     "curve",
+    "has_pyvista",
     "html",
     "loss",
     "lr_effects",
@@ -32,4 +34,5 @@ __all__ = [
     "preds",
     "slices",
     "surface",
+    "surface3d",
 ]
