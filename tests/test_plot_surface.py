@@ -7,7 +7,7 @@ from PIL import Image
 
 import descentlab as dl
 from conftest import require_module
-from descentlab.plot import surface as surface_module
+from descentlab.plot import view3d as surface_module
 from test_plot_animate import mp4_info
 
 

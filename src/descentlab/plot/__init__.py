@@ -18,7 +18,7 @@ from .static import (
     slices,
     surface,
 )
-from .surface import has_pyvista, surface3d
+from .view3d import has_pyvista, surface3d
 
 __all__ = [
     "animate",
