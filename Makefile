@@ -18,12 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/descentlab descend "1.2*x**2 + 4" --start -3 --lr 0.2 --steps 10 --trace
-	$(BIN)/descentlab descend "x**2" --start 1.8 --lr 0.1 --tol 0.01
-	$(BIN)/descentlab descend himmelblau --start -0.4,-0.65 --optimizer adam --lr 0.05 --steps 500
-	$(BIN)/descentlab descend himmelblau --grid 100 --lr 0.01 --steps 100
-	$(BIN)/descentlab fit quadratic --epochs 10 --lr 1e-5
-	$(BIN)/descentlab fit mnist --model mlp
+	$(BIN)/descentlab tour --out descentlab-tour
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

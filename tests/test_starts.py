@@ -54,3 +54,13 @@ def test_huge_grids_are_refused():
 def test_bad_bounds():
     with pytest.raises(dl.StartError, match="lo < hi"):
         dl.grid(3, bounds=(1, -1)).points(2)
+
+
+def test_easom_grid_covers_its_view_not_the_whole_domain():
+    run = dl.descend("easom", dl.grid(5), steps=0)
+    view = dl.functions.get("easom").view
+    assert run.start[:, 0].min() == pytest.approx(view[0][0]) and run.start[
+        :, 0
+    ].max() == pytest.approx(view[0][1])
+    wide = dl.descend("easom", dl.grid(5, bounds=(-100, 100)), steps=0)
+    assert wide.start[:, 0].min() == -100

@@ -294,6 +294,17 @@ def race_command(
     _write_pictures(r, pictures)
 
 
+@app.command("tour")
+@_friendly
+def tour_command(
+    out: Path = typer.Option(Path("descentlab-tour"), help="folder for the gallery"),
+) -> None:
+    """Reproduce the three seeds and write every picture into a folder with an index.html."""
+    from .tour import tour
+
+    tour(out, echo=typer.echo)
+
+
 def _starts(start, grid, random, seed, bounds):
     given = [
         s for s, v in (("--start", start), ("--grid", grid), ("--random", random)) if v is not None

@@ -66,5 +66,7 @@ def resolve(
             f"f must be a function name, a formula string, a callable or an Objective, got "
             f"{type(f).__name__}"
         )
-    x0, single, shape = starts.resolve(start, obj.dim, obj.domain, dtype, device)
+    # grids and random starts cover the function's view where it has one (Easom: the domain
+    # is ±100 but everything happens within 5 of (π, π)), else its domain
+    x0, single, shape = starts.resolve(start, obj.dim, obj.view or obj.domain, dtype, device)
     return Problem(obj, x0, single, shape)

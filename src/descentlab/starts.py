@@ -1,8 +1,9 @@
 """Starting points: one point, an array of points, a grid, or uniform random points.
 
-`grid` and `random` may leave `bounds` out; `descend` then fills in the objective's domain and
-dimension. Grids list points with the first coordinate varying fastest, so a 2-D grid's values
-reshape to ``(n_y, n_x)`` — the layout of contour plots.
+`grid` and `random` may leave `bounds` out; `descend` then fills in the objective's domain (or
+its `view`, a smaller box for the few functions whose domain hides their features, such as
+Easom) and dimension. Grids list points with the first coordinate varying fastest, so a 2-D
+grid's values reshape to ``(n_y, n_x)`` — the layout of contour plots.
 
 >>> grid(3, bounds=(-1, 1)).points(2)[:4].tolist()
 [[-1.0, -1.0], [0.0, -1.0], [1.0, -1.0], [-1.0, 0.0]]
