@@ -341,3 +341,20 @@ def test_bad_picture_paths_are_refused_before_the_run(tmp_path):
     )
     assert done.returncode == 2 and "use one of .gif, .mp4" in done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_fit_pictures(tmp_path):
+    result = cli(
+        "fit",
+        "quadratic",
+        "--plot",
+        str(tmp_path / "fit.png"),
+        "--animate",
+        str(tmp_path / "fit.gif"),
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "fit.png").stat().st_size > 10_000 and (
+        tmp_path / "fit.gif"
+    ).stat().st_size > 10_000
+    mnist = cli("fit", "digits", "--epochs", "2", "--plot", str(tmp_path / "loss.png"))
+    assert mnist.exit_code == 0 and (tmp_path / "loss.png").exists()

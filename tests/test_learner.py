@@ -252,6 +252,15 @@ def test_lr_find_suggests_a_rate_on_the_steep_part_and_restores_the_model():
     assert learn.steps_done == 0 and learn.history["loss"] == []
 
 
+def test_lr_sweep_after_a_fit_starts_from_the_initial_parameters(seed_data):
+    learn = dl.Learner(quadratic, params=3, data=seed_data, loss="mse", lr=1e-5, verbose=False)
+    learn.fit(10)
+    trained = learn.model.params.detach().clone()
+    table = dl.lr_sweep(learn, [1e-5], epochs=10)
+    assert table.losses[0] == learn.history["loss"]  # the same fit, replayed from the start
+    assert torch.equal(learn.model.params.detach(), trained)  # the Learner itself is untouched
+
+
 def test_lr_sweep_too_low_good_too_high(seed_data):
     learn = dl.Learner(quadratic, params=3, data=seed_data, loss="mse", lr=1e-5, verbose=False)
     table = dl.lr_sweep(learn, [1e-8, 1e-5, 1e-2], epochs=20)

@@ -137,8 +137,16 @@ def register(app: typer.Typer, friendly) -> None:
         target: float = typer.Option(None, help="stop once the monitored loss reaches this"),
         three_vs_seven: bool = typer.Option(False, "--three-vs-seven", help="MNIST 3s vs 7s"),
         path: Path = typer.Option(None, help="a MedMNIST .npz file or a folder of MNIST IDX files"),
+        plot: Path = typer.Option(None, help="figure: predictions by step (1-D data) or the loss"),
+        animate: Path = typer.Option(None, help="animation of the predictions (.gif or .mp4)"),
     ) -> None:
         """Fit a model with the seven-step loop and print the loss (or an epoch table)."""
+        from .plot._common import FIGURE_FORMATS, check_output
+
+        if plot is not None:
+            check_output(plot, FIGURE_FORMATS, "figure")
+        if animate is not None:
+            check_output(animate, {".gif", ".mp4"}, "animation")
         learn, r = learner_for(
             data,
             model=model,
@@ -158,6 +166,20 @@ def register(app: typer.Typer, friendly) -> None:
         result = learn.validate()
         shown = ", ".join(f"{k} {v:.4f}" for k, v in result.items() if k != "split")
         typer.echo(f"{result['split']}: {shown}")
+        if plot is not None or animate is not None:
+            from . import plot as pictures
+
+            one_d = learn.x.ndim == 1 or learn.x.shape[1] == 1
+            if plot is not None:
+                if one_d and learn.history["params"]:
+                    last = len(learn.history["params"]) - 1
+                    pictures.preds(learn, steps=sorted({0, 1, 2, last}), path=plot)
+                else:
+                    pictures.loss(learn, path=plot)
+                typer.echo(f"wrote {plot}")
+            if animate is not None:
+                pictures.animate(learn, animate)
+                typer.echo(f"wrote {animate}")
 
     @app.command("lr-find")
     @friendly

@@ -117,19 +117,34 @@ def suggest(lrs: np.ndarray, losses: np.ndarray) -> float:
     return float(lrs[int(np.argmin(slope))])
 
 
+def _fresh_copy(learn):
+    """A Learner sharing `learn`'s data but with its own model at the initial parameters (those
+    recorded before the first step, else a fresh seeded initialization) and a new optimizer."""
+    from torch.nn.utils import vector_to_parameters
+
+    trial = copy.copy(learn)
+    trial.model = copy.deepcopy(learn.model)
+    if learn.history["params"]:
+        vector_to_parameters(learn.history["params"][0].clone(), trial.model.parameters())
+    else:
+        trial.initialize()
+    trial.opt = trial.plan.build(trial.model.parameters())
+    trial.history = type(learn.history)()
+    trial.callbacks, trial.verbose = [], False
+    trial.steps_done, trial.epoch, trial.stop_reason = 0, 0, None
+    return trial
+
+
 def lr_sweep(learn, lrs: Sequence[float], epochs: int = 10):
     """Fit a fresh copy of `learn`'s initial model once per rate; returns a DataFrame with the
-    final training loss (nan if it diverged), the status and the per-step losses."""
+    final training loss (nan if it diverged), the status and the per-step losses. `learn`
+    itself is left as it is."""
     import pandas as pd
 
     rows = []
     for lr in lrs:
         check_positive("lr", lr)
-        trial = copy.deepcopy(learn)
-        trial.verbose = False
-        trial.history = type(learn.history)()
-        trial.steps_done = 0
-        trial.opt = trial.plan.build(trial.model.parameters())
+        trial = _fresh_copy(learn)
         for group in trial.opt.param_groups:
             group["lr"] = lr
         trial.fit(epochs)
