@@ -53,3 +53,11 @@ def test_3d_errors(tmp_path):
         dl.plot.surface3d(one_d, tmp_path / "s.png")
     with pytest.raises(dl.DescentError, match="use one of"):
         dl.plot.surface3d(one_d, tmp_path / "s.gif")
+
+
+def test_plot_surface_uses_pyvista_when_it_can(walk, tmp_path, monkeypatch):
+    require_module("pyvista")
+    assert dl.plot.surface(walk, tmp_path / "a.png") == tmp_path / "a.png"  # PyVista wrote it
+    monkeypatch.setattr(surface_module, "has_pyvista", lambda: False)
+    fig = dl.plot.surface(walk, tmp_path / "b.png")  # the matplotlib fallback
+    assert hasattr(fig, "savefig") and (tmp_path / "b.png").exists()

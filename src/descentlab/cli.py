@@ -355,7 +355,7 @@ def _write_pictures(target, pictures: dict) -> None:
         elif kind == "animate":
             plot.animate(target, path)
         elif kind == "surface":
-            plot.surface3d(target, path) if plot.has_pyvista() else plot.surface(target, path=path)
+            plot.surface(target, path=path)  # PyVista when installed, else matplotlib
         else:
             plot.html(target, path)
         out.print(f"wrote {path}")

@@ -258,8 +258,23 @@ def slices(run: Trajectory, step: int = 0, path=None, point: int = 0):
     return _finish(fig, path)
 
 
-def surface(run: Trajectory | Race, path=None, elev: float = 38, azim: float = -60):
-    """A matplotlib 3-D surface with the path on it (PyVista's richer view is `plot.surface3d`)."""
+def surface(
+    run: Trajectory | Race, path=None, elev: float = 38, azim: float = -60, backend: str = "auto"
+):
+    """A 3-D surface with contour lines and the path on it.
+
+    With a `path` and PyVista installed (the ``[3d]`` extra), the PyVista view is written there
+    (``.png``, or ``.mp4`` for an orbit) and its path returned; otherwise — or with
+    ``backend="matplotlib"`` — a matplotlib 3-D figure is returned (and saved to `path`).
+    """
+    from .view3d import has_pyvista, surface3d
+
+    if backend not in ("auto", "matplotlib", "pyvista"):
+        raise DescentError(f"backend must be 'auto', 'matplotlib' or 'pyvista', got {backend!r}")
+    if backend == "pyvista" or (backend == "auto" and path is not None and has_pyvista()):
+        if path is None:
+            raise DescentError("the PyVista view renders to a file; pass path='surface.png'")
+        return surface3d(run, path)
     entries = as_runs(run)
     if entries[0][1].dim != 2:
         raise DescentError("surface needs a 2-D run")
