@@ -197,6 +197,8 @@ def test_ctrl_c_saves_what_was_computed(tmp_path):
             "100000",
             "--record",
             "final",
+            "--engine",
+            "eager",
             "--save",
             str(path),
         ],

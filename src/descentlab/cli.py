@@ -191,6 +191,7 @@ def descend_command(
     animate: Path = typer.Option(None, help="animation: .gif or .mp4"),
     surface: Path = typer.Option(None, help="3-D surface picture: .png (PyVista if installed)"),
     html: Path = typer.Option(None, help="interactive page: .html"),
+    engine: str = typer.Option("auto", help="auto, eager or compiled"),
 ) -> None:
     """Run gradient descent from one point, a grid or random points, and summarise it."""
     pictures = _check_pictures(plot=plot, animate=animate, surface=surface, html=html)
@@ -210,6 +211,7 @@ def descend_command(
         progress=progress,
         grad=grad,
         dim=dim,
+        engine=engine,
         **hyper,
     )
     if trace:
@@ -359,6 +361,9 @@ def _write_pictures(target, pictures: dict) -> None:
         else:
             plot.html(target, path)
         out.print(f"wrote {path}")
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
 
 
 def _print_summary(run: Trajectory) -> None:

@@ -21,6 +21,8 @@ from __future__ import annotations
 import difflib
 import math
 import time
+import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -63,6 +65,7 @@ def descend(
     dim: int | None = None,
     blowup: float | None = None,
     max_memory: float | None = None,
+    engine: str = "auto",
     **hyper,
 ) -> Trajectory:
     """Run gradient descent on `f` from every starting point at once.
@@ -88,6 +91,10 @@ def descend(
         blowup: a point with a coordinate beyond this magnitude is diverged (default
             1e6 × the largest magnitude among the starts, the domain and 1).
         max_memory: bytes the recording may use (default 80% of available memory).
+        engine: ``"eager"`` (torch.optim, autograd, every feature), ``"compiled"`` (one
+            torch.compile'd iteration on a structure-of-arrays layout, for gd, momentum,
+            nesterov, adagrad, rmsprop and adam with autograd gradients), or ``"auto"``: compiled
+            when the work repays the compile time or the step is already compiled.
         **hyper: optimizer hyper-parameters (``momentum=0.9``, ``betas=(0.9, 0.99)``, ...).
 
     Returns:
@@ -117,48 +124,18 @@ def descend(
     rows = 1 if every is None else steps // every + 1 + (steps % every != 0)
     check_recording(rows, n, d, dtype, max_memory, record)
 
-    evaluate = Evaluator(objective, grad)
-    walkers = Walkers(plan, x0, evaluate)
+    settings = Settings(steps, tol, order, limit, every, box)
     rec = Recorder(rows, n, d, dtype)
-    active = torch.ones(n, dtype=torch.bool, device=device)
-    status = torch.zeros(n, dtype=torch.int8, device=device)
-    taken = torch.zeros(n, dtype=torch.int64, device=device)
-    prev = None
     began = time.perf_counter()
+    loop, why = _choose_engine(
+        engine, objective, plan, grad, n, steps, d, dtype, device, order, box
+    )
+    if why:
+        warnings.warn(why, stacklevel=2)
     with interrupt_flag() as interrupted, Progress(progress, steps) as bar:
-        for k in range(steps + 1):
-            x = walkers.positions()
-            v, g = evaluate(x)
-            gn = gradient_norm(g, order)
-            ok = torch.isfinite(v) & torch.isfinite(gn) & (x.abs().amax(-1) <= limit)
-            bad = active & ~ok
-            if bad.any():
-                if prev is not None:  # back to x_{k-1}, the last finite position
-                    px, pv, pgn = prev
-                    walkers.hold(bad, px)
-                    x, v, gn = (
-                        walkers.positions(),
-                        torch.where(bad, pv, v),
-                        torch.where(bad, pgn, gn),
-                    )
-                status[bad], taken[bad], active = DIVERGED, k, active & ~bad
-            if tol is not None:
-                done = active & (gn < tol)
-                status[done], taken[done], active = CONVERGED, k, active & ~done
-            if every is not None and k % every == 0:
-                rec.add(k, x, v, gn)
-            if k == steps or not active.any():
-                break
-            if interrupted():
-                status[active] = INTERRUPTED
-                break
-            prev = (x.clone(), v, gn)
-            walkers.step(g, active)
-            if box is not None:
-                walkers.clamp(*box)
-            if not active.all():
-                walkers.hold(~active, prev[0])
-            bar.update(k + 1)
+        x, v, gn, status, taken, k = loop(
+            objective, grad, plan, x0, settings, rec, interrupted, bar
+        )
     taken[status == 0] = k
     taken[status == INTERRUPTED] = k
     rec.finish(k, x, v, gn)
@@ -186,6 +163,7 @@ def descend(
         "single": problem.single,
         "grid_shape": list(problem.grid_shape),
         "elapsed_s": time.perf_counter() - began,
+        "engine": rec.engine,
     }
     cpu = lambda t: t.detach().cpu().numpy()  # noqa: E731
     path, values, norms, recorded = rec.arrays()
@@ -203,6 +181,81 @@ def descend(
         meta=meta,
         objective=objective,
     )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every loop needs besides the objective, optimizer and starts."""
+
+    steps: int
+    tol: float | None
+    order: float
+    limit: float
+    every: int | None  # record every k-th iteration; None records the final state only
+    box: tuple[torch.Tensor, torch.Tensor] | None
+
+
+def eager_loop(objective, grad, plan, x0, s: Settings, rec: Recorder, interrupted, bar):
+    """The reference loop: torch.optim on an ``(N, d)`` tensor, autograd (or another gradient)
+    per iteration, stop rules applied point by point. Returns x, v, gn, status, taken, k."""
+    n = x0.shape[0]
+    rec.engine = "eager"
+    evaluate = Evaluator(objective, grad)
+    walkers = Walkers(plan, x0, evaluate)
+    active = torch.ones(n, dtype=torch.bool, device=x0.device)
+    status = torch.zeros(n, dtype=torch.int8, device=x0.device)
+    taken = torch.zeros(n, dtype=torch.int64, device=x0.device)
+    prev = None
+    for k in range(s.steps + 1):
+        x = walkers.positions()
+        v, g = evaluate(x)
+        gn = gradient_norm(g, s.order)
+        ok = torch.isfinite(v) & torch.isfinite(gn) & (x.abs().amax(-1) <= s.limit)
+        bad = active & ~ok
+        if bad.any():
+            if prev is not None:  # back to x_{k-1}, the last finite position
+                px, pv, pgn = prev
+                walkers.hold(bad, px)
+                x, v, gn = walkers.positions(), torch.where(bad, pv, v), torch.where(bad, pgn, gn)
+            status[bad], taken[bad], active = DIVERGED, k, active & ~bad
+        if s.tol is not None:
+            done = active & (gn < s.tol)
+            status[done], taken[done], active = CONVERGED, k, active & ~done
+        if s.every is not None and k % s.every == 0:
+            rec.add(k, x, v, gn)
+        if k == s.steps or not active.any():
+            break
+        if interrupted():
+            status[active] = INTERRUPTED
+            break
+        prev = (x.clone(), v, gn)
+        walkers.step(g, active)
+        if s.box is not None:
+            walkers.clamp(*s.box)
+        if not active.all():
+            walkers.hold(~active, prev[0])
+        bar.update(k + 1)
+    return x, v, gn, status, taken, k
+
+
+def _choose_engine(engine, objective, plan, grad, n, steps, d, dtype, device, order, box):
+    """(loop, note): the loop to run, and a one-line note when a request is not honoured."""
+    from . import compiled
+
+    if engine not in ("auto", "eager", "compiled"):
+        raise DescentError(f"engine must be 'auto', 'eager' or 'compiled', got {engine!r}")
+    if engine == "eager":
+        return eager_loop, None
+    reason = compiled.unsupported(objective, plan, grad)
+    if reason is not None:
+        if engine == "compiled":
+            raise DescentError(f"the compiled engine cannot run this: {reason}; use engine='eager'")
+        return eager_loop, None
+    if engine == "auto" and not compiled.worth_compiling(
+        objective, plan, n, steps, d, dtype, device, order, box
+    ):
+        return eager_loop, None
+    return compiled.loop_or_fallback(eager_loop), None
 
 
 def gradient_norm(g: torch.Tensor, order: float) -> torch.Tensor:

@@ -91,6 +91,7 @@ class Recorder:
         self.values = torch.empty((rows, n), dtype=dtype)
         self.norms = torch.empty((rows, n), dtype=dtype)
         self.steps: list[int] = []
+        self.engine = "eager"  # which loop filled it (set by the loop)
 
     def add(self, k: int, x, v, gn) -> None:
         r = len(self.steps)

@@ -1,0 +1,132 @@
+"""The compiled engine gives the eager engine's results, falls back when it cannot compile,
+and `auto` chooses it only when it pays."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import descentlab as dl
+from descentlab import compiled
+
+OPTIMIZERS = ["gd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"]
+
+
+def both(f, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # a silent fallback would fail the test
+        c = dl.descend(f, engine="compiled", **kw)
+    e = dl.descend(f, engine="eager", **kw)
+    assert c.meta["engine"] == "compiled" and e.meta["engine"] == "eager"
+    return c, e
+
+
+def same(c, e, atol):
+    for name in ("path", "values", "grad_norms", "x_", "value_", "grad_norm_"):
+        np.testing.assert_allclose(
+            getattr(c, name), getattr(e, name), atol=atol, rtol=atol, err_msg=name
+        )
+    assert np.array_equal(c.status_, e.status_) and np.array_equal(c.steps_, e.steps_)
+    assert np.array_equal(c.recorded, e.recorded)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_every_compiled_optimizer_equals_eager(optimizer):
+    kw = dict(start=dl.grid(12), optimizer=optimizer, lr=0.004, steps=50, tol=1e-3, dtype="float64")
+    same(*both("himmelblau", record="final", **kw), atol=1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("optimizer", ["gd", "adam"])
+def test_recording_every_step_and_every_kth(optimizer):
+    kw = dict(start=dl.grid(10), optimizer=optimizer, lr=0.004, steps=30, dtype="float64")
+    same(*both("himmelblau", record="all", **kw), atol=1e-12)
+    same(*both("himmelblau", record=7, **kw), atol=1e-12)
+
+
+@pytest.mark.slow
+def test_divergence_bounds_formulas_and_callables_in_float32():
+    # stable rates: beyond them (lr 0.05 on Himmelblau) walks are chaotic and float rounding
+    # grows ~1e12-fold in 40 steps, in either engine
+    same(*both("himmelblau", start=dl.grid(15), lr=0.1, steps=40, record="final"), atol=1e-3)
+    clamped = dl.descend(
+        "himmelblau",
+        start=dl.grid(9, bounds=(-4, 3)),
+        lr=0.01,
+        steps=60,
+        bounds=(-4, 3),
+        engine="compiled",
+        record="final",
+    )
+    assert (clamped.x[:, 0] == 3.0).sum() > 5  # the minimum at x = 3.58 lies outside: walls engage
+    same(
+        *both(
+            "himmelblau",
+            start=dl.grid(9, bounds=(-4, 3)),
+            lr=0.01,
+            steps=60,
+            bounds=(-4, 3),
+            record="all",
+        ),
+        atol=1e-5,
+    )
+    kw = dict(
+        start=dl.grid(8, bounds=(-2, 2)), optimizer="momentum", lr=0.01, steps=40, record="final"
+    )
+    same(*both("x**2 + 3*sin(y)**2", **kw), atol=1e-5)
+    same(
+        *both(
+            lambda x, y: (1 - x) ** 2 + 100 * (y - x**2) ** 2,
+            start=[(-1.0, 1.0), (0.5, 0.5)],
+            optimizer="adam",
+            lr=0.01,
+            steps=60,
+            record="final",
+        ),
+        atol=1e-5,
+    )
+
+
+def test_unsupported_runs_are_refused_or_left_eager():
+    with pytest.raises(dl.DescentError, match="optimizer 'radam' has no compiled update"):
+        dl.descend("sphere", (1.0, 1.0), optimizer="radam", steps=3, engine="compiled")
+    with pytest.raises(dl.DescentError, match="only autograd"):
+        dl.descend("sphere", (1.0, 1.0), grad="central", steps=3, engine="compiled")
+    with pytest.raises(dl.DescentError, match="amsgrad=True"):
+        dl.descend("sphere", (1.0, 1.0), optimizer="adam", amsgrad=True, steps=3, engine="compiled")
+    with pytest.raises(dl.DescentError, match="engine must be"):
+        dl.descend("sphere", (1.0, 1.0), steps=3, engine="jit")
+    assert dl.descend("sphere", (1.0, 1.0), optimizer="radam", steps=3).meta["engine"] == "eager"
+
+
+def test_auto_compiles_only_when_it_pays():
+    from descentlab.functions import get
+    from descentlab.optimizers import resolve
+
+    args = (get("himmelblau"), resolve("gd", 0.01))
+    small = compiled.worth_compiling(
+        *args, 10_000, 100, 2, torch.float32, "cpu", float("inf"), None
+    )
+    large = compiled.worth_compiling(
+        *args, 10_000_000, 100, 2, torch.float32, "cpu", float("inf"), None
+    )
+    assert not small and large
+    assert dl.descend("himmelblau", dl.grid(100), steps=100).meta["engine"] == "eager"
+
+
+def test_a_failed_compile_falls_back_to_eager_with_a_note(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C compiler")
+
+    monkeypatch.setattr(compiled, "_CACHE", {})
+    monkeypatch.setattr(torch, "compile", broken)
+    with pytest.warns(
+        UserWarning, match="compiled engine unavailable .*no C compiler.*running eager"
+    ):
+        run = dl.descend("himmelblau", dl.grid(5), steps=5, engine="compiled")
+    assert run.meta["engine"] == "eager"
+    np.testing.assert_array_equal(
+        run.path, dl.descend("himmelblau", dl.grid(5), steps=5, engine="eager").path
+    )
