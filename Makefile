@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(BIN)/descentlab tour --out descentlab-tour
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check .
 	$(BIN)/ruff format --check src tests benchmarks
 
 test: lint
@@ -29,7 +29,7 @@ test: lint
 
 format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks
-	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff check --fix .
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

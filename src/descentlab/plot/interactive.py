@@ -235,48 +235,31 @@ def _lines(run, rows_from: int, rows_to: int, keep) -> tuple[np.ndarray, ...]:
     return tuple(part.reshape(-1) for part in parts)
 
 
+def _line_pair(x, y, f, label, color, widths, opacity, surface: bool):
+    """A path as a 2-D line on the contour and, with `surface`, a 3-D line on the surface;
+    both in the optimizer's legend group and silent on hover."""
+    common = {
+        "mode": "lines",
+        "name": label,
+        "legendgroup": label,
+        "showlegend": False,
+        "hoverinfo": "skip",
+        "opacity": opacity,
+    }
+    items = [(go.Scatter(x=x, y=y, line={"color": color, "width": widths[0]}, **common), 1)]
+    if surface:
+        items.append(
+            (go.Scatter3d(x=x, y=y, z=f, line={"color": color, "width": widths[1]}, **common), 2)
+        )
+    return items
+
+
 def _static_paths(run, label, color, surface: bool):
     """Each whole path once, faint, so the frames need carry only markers and short tails."""
     if run.n_points > MAX_TRAILS:
         return []
-    keep = run.status_ != DIVERGED
-    x, y, f = _lines(run, 0, len(run.recorded) - 1, keep)
-    faint = {"color": color, "width": 1}
-    items = [
-        (
-            go.Scatter(
-                x=x,
-                y=y,
-                mode="lines",
-                line=faint,
-                opacity=0.35,
-                name=label,
-                legendgroup=label,
-                showlegend=False,
-                hoverinfo="skip",
-            ),
-            1,
-        )
-    ]
-    if surface:
-        items.append(
-            (
-                go.Scatter3d(
-                    x=x,
-                    y=y,
-                    z=f,
-                    mode="lines",
-                    line={"color": color, "width": 2},
-                    opacity=0.35,
-                    name=label,
-                    legendgroup=label,
-                    showlegend=False,
-                    hoverinfo="skip",
-                ),
-                2,
-            )
-        )
-    return items
+    x, y, f = _lines(run, 0, len(run.recorded) - 1, run.status_ != DIVERGED)
+    return _line_pair(x, y, f, label, color, (1, 2), 0.35, surface)
 
 
 def _traces(run, label, color, row: int, surface: bool):
@@ -291,24 +274,11 @@ def _traces(run, label, color, row: int, surface: bool):
     hover = hover.replace("customdata[2]", "customdata[1]")
     few = run.n_points <= MAX_TRAILS
     size = 9 if run.n_points == 1 else 5
-    items = []
+    items, tails = [], []
     if few:
         x, y, f = _lines(run, max(0, r - TAIL), r, keep)
-        items.append(
-            (
-                go.Scatter(
-                    x=x,
-                    y=y,
-                    mode="lines",
-                    line={"color": color, "width": 3},
-                    name=label,
-                    legendgroup=label,
-                    showlegend=False,
-                    hoverinfo="skip",
-                ),
-                1,
-            )
-        )
+        tails = _line_pair(x, y, f, label, color, (3, 6), 1.0, surface)
+    items += [item for item in tails if item[1] == 1]
     items.append(
         (
             go.Scatter(
@@ -325,23 +295,7 @@ def _traces(run, label, color, row: int, surface: bool):
         )
     )
     if surface:
-        if few:
-            items.append(
-                (
-                    go.Scatter3d(
-                        x=x,
-                        y=y,
-                        z=f,
-                        mode="lines",
-                        line={"color": color, "width": 6},
-                        name=label,
-                        legendgroup=label,
-                        showlegend=False,
-                        hoverinfo="skip",
-                    ),
-                    2,
-                )
-            )
+        items += [item for item in tails if item[1] == 2]
         items.append(
             (
                 go.Scatter3d(
