@@ -5,19 +5,9 @@
 """
 
 from .animate import animate
+from .fits import loss, preds
 from .interactive import html
-from .static import (
-    basins,
-    contour,
-    curve,
-    loss,
-    lr_effects,
-    montage,
-    params,
-    preds,
-    slices,
-    surface,
-)
+from .static import basins, contour, curve, lr_effects, montage, params, slices, surface
 from .view3d import has_pyvista, surface3d
 
 __all__ = [

@@ -1,0 +1,61 @@
+"""Figures of fits: the loss by step, and the seed's predictions after chosen steps."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from ..errors import DescentError
+from .static import _axes, _finish
+
+
+def loss(learn, ax=None, path=None):
+    """Training loss per step (log scale when it spans decades) and validation loss per epoch."""
+    steps = np.arange(1, len(learn.history["loss"]) + 1)
+    if not len(steps):
+        raise DescentError("the Learner has not been fitted yet; call fit first")
+    fig, ax = _axes(ax, (6.4, 4))
+    values = np.array(learn.history["loss"])
+    ax.plot(steps, values, color="#3b4cc0", lw=1.2, label="train loss (per step)")
+    epochs = learn.history.epochs
+    if epochs and "valid_loss" in epochs[0]:
+        per_epoch = len(steps) / len(epochs)
+        ax.plot(
+            [r["epoch"] * per_epoch for r in epochs],
+            [r["valid_loss"] for r in epochs],
+            "o-",
+            color="#ff5a36",
+            label="valid loss (per epoch)",
+        )
+    positive = values[values > 0]
+    if positive.size and positive.max() / positive.min() > 1e3:
+        ax.set_yscale("log")
+    ax.set(xlabel="step", ylabel="loss", title=f"{learn.loss_name} loss")
+    ax.legend(fontsize=8)
+    return _finish(fig, path)
+
+
+def preds(learn, steps: Sequence[int] = (0, 1, 2, 3), path=None, ylim=None):
+    """The seed's show_preds: data and the model's predictions after each chosen step."""
+    x = learn.x
+    if x.ndim > 1 and x.shape[1] != 1:
+        raise DescentError("preds draws 1-D inputs (like the seed's time); this model has several")
+    fig, axes = plt.subplots(
+        1, len(steps), figsize=(3.2 * len(steps), 3), squeeze=False, sharey=True
+    )
+    xs = x.reshape(-1).numpy()
+    for ax, k in zip(axes[0], steps, strict=True):
+        p = learn.preds_at(k).reshape(-1).numpy()
+        ax.scatter(xs, learn.y.numpy(), s=14, color="#3b4cc0", label="data")
+        ax.scatter(xs, p, s=14, color="#ff5a36", label="prediction")
+        ax.set(title=f"after {k} step{'s' * (k != 1)}", xlabel="x")
+        if ylim:
+            ax.set_ylim(*ylim)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    return _finish(fig, path)
