@@ -21,7 +21,6 @@ from __future__ import annotations
 import difflib
 import math
 import time
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,6 +111,8 @@ def descend(
     check_positive("blowup", blowup)
     order = _norm(norm)
     every = _record_every(record)
+    if engine not in ("auto", "eager", "compiled"):
+        raise DescentError(f"engine must be 'auto', 'eager' or 'compiled', got {engine!r}")
     _check_hyper(optimizer, hyper)
     plan = optimizers.resolve(optimizer, lr, **hyper)
     problem = resolve_problem(
@@ -127,11 +128,7 @@ def descend(
     settings = Settings(steps, tol, order, limit, every, box)
     rec = Recorder(rows, n, d, dtype)
     began = time.perf_counter()
-    loop, why = _choose_engine(
-        engine, objective, plan, grad, n, steps, d, dtype, device, order, box
-    )
-    if why:
-        warnings.warn(why, stacklevel=2)
+    loop = _choose_engine(engine, objective, plan, grad, n, steps, d, dtype, device, order, box)
     with interrupt_flag() as interrupted, Progress(progress, steps) as bar:
         x, v, gn, status, taken, k = loop(
             objective, grad, plan, x0, settings, rec, interrupted, bar
@@ -239,23 +236,22 @@ def eager_loop(objective, grad, plan, x0, s: Settings, rec: Recorder, interrupte
 
 
 def _choose_engine(engine, objective, plan, grad, n, steps, d, dtype, device, order, box):
-    """(loop, note): the loop to run, and a one-line note when a request is not honoured."""
+    """The loop to run: eager unless compiled was asked for (and can run), or `auto` finds
+    compiling worth its time."""
     from . import compiled
 
-    if engine not in ("auto", "eager", "compiled"):
-        raise DescentError(f"engine must be 'auto', 'eager' or 'compiled', got {engine!r}")
     if engine == "eager":
-        return eager_loop, None
+        return eager_loop
     reason = compiled.unsupported(objective, plan, grad)
     if reason is not None:
         if engine == "compiled":
             raise DescentError(f"the compiled engine cannot run this: {reason}; use engine='eager'")
-        return eager_loop, None
+        return eager_loop
     if engine == "auto" and not compiled.worth_compiling(
         objective, plan, n, steps, d, dtype, device, order, box
     ):
-        return eager_loop, None
-    return compiled.loop_or_fallback(eager_loop), None
+        return eager_loop
+    return compiled.loop_or_fallback(eager_loop)
 
 
 def gradient_norm(g: torch.Tensor, order: float) -> torch.Tensor:
