@@ -40,6 +40,18 @@ def as_runs(runs) -> list[tuple[str, Trajectory]]:
     raise DescentError(f"expected a Trajectory or a Race, got {type(runs).__name__}")
 
 
+def objective_of(runs, what: str):
+    """The function behind (label, Trajectory) pairs, or a clear error when a loaded run of a
+    Python callable cannot supply it."""
+    obj = runs[0][1].objective
+    if obj is None:
+        raise DescentError(
+            f"{what} needs the function itself, which a loaded run of a Python callable lacks; "
+            "re-run it, or use a registered name or a formula"
+        )
+    return obj
+
+
 def view_box(objective, runs, margin: float = 0.12):
     """The region to draw: every recorded position with a margin, at least a tenth of the
     function's view (or domain), and inside it when the paths stay in it."""

@@ -17,7 +17,7 @@ from plotly.subplots import make_subplots
 
 from ..errors import DescentError
 from ..trajectory import DIVERGED, publish
-from ._common import PALETTE, as_runs, atomic_target, check_output, view_box
+from ._common import PALETTE, as_runs, atomic_target, check_output, objective_of, view_box
 from .animate import frame_rows
 
 HOVER = (
@@ -40,11 +40,7 @@ def html(obj, path, frames: int = 100, surface: bool = True, grid: int = 80) -> 
     entries = as_runs(obj)
     if entries[0][1].dim != 2:
         raise DescentError(f"html draws 2-D runs; this one is {entries[0][1].dim}-D")
-    obj_fn = entries[0][1].objective
-    if obj_fn is None:
-        raise DescentError(
-            "html needs the function itself, which a loaded run of a Python callable lacks"
-        )
+    obj_fn = objective_of(entries, "html")
     fig = figure(entries, obj_fn, frames, surface, grid)
     tmp = atomic_target(p)
     try:

@@ -21,7 +21,7 @@ from matplotlib.ticker import MaxNLocator
 from ..errors import DescentError
 from ..race import Race
 from ..trajectory import DIVERGED, Trajectory
-from ._common import PALETTE, as_runs, save_figure, view_box
+from ._common import PALETTE, as_runs, objective_of, save_figure, view_box
 
 MAX_PATHS = 400  # beyond this, grids show final points rather than every path
 
@@ -34,16 +34,6 @@ def _evaluate(objective, box, n: int = 240):
     with torch.no_grad():
         z = objective.fn(pts).numpy()
     return gx, gy, z
-
-
-def _needs_objective(runs, what: str):
-    obj = runs[0][1].objective
-    if obj is None:
-        raise DescentError(
-            f"{what} needs the function itself, which a loaded run of a Python callable lacks; "
-            "re-run it, or use a registered name or a formula"
-        )
-    return obj
 
 
 def _filled_contour(ax, objective, box, levels: int = 30):
@@ -151,7 +141,7 @@ def contour(
         raise DescentError(
             f"contour needs a 2-D run; this one is {entries[0][1].dim}-D (use curve for 1-D)"
         )
-    obj = _needs_objective(entries, "contour")
+    obj = objective_of(entries, "contour")
     box = box or view_box(obj, [r for _, r in entries])
     fig, ax = _axes(ax, (6.4, 5.2))
     cs, label, ticks = _filled_contour(ax, obj, box, levels)
@@ -181,7 +171,7 @@ def curve(run: Trajectory, ax=None, path=None, xlim=None, walks: bool = True):
     run = entries[0][1]
     if run.dim != 1:
         raise DescentError(f"curve needs a 1-D run; this one is {run.dim}-D (use contour for 2-D)")
-    obj = _needs_objective(entries, "curve")
+    obj = objective_of(entries, "curve")
     xs = run.path[:, :, 0]
     if xlim is None:
         lo, hi = float(np.nanmin(xs)), float(np.nanmax(xs))
@@ -234,7 +224,7 @@ def slices(run: Trajectory, step: int = 0, path=None, point: int = 0):
     run = entries[0][1]
     if run.dim != 2:
         raise DescentError(f"slices needs a 2-D run; this one is {run.dim}-D")
-    obj = _needs_objective(entries, "slices")
+    obj = objective_of(entries, "slices")
     row = int(np.searchsorted(run.recorded, min(step, int(run.recorded[-1]))))
     x, y = run.path[row, point]
     box = view_box(obj, [run])
@@ -278,7 +268,7 @@ def surface(
     entries = as_runs(run)
     if entries[0][1].dim != 2:
         raise DescentError("surface needs a 2-D run")
-    obj = _needs_objective(entries, "surface")
+    obj = objective_of(entries, "surface")
     box = view_box(obj, [r for _, r in entries])
     gx, gy, z = _evaluate(obj, box, n=120)
     fig = plt.figure(figsize=(7, 5.4))

@@ -17,7 +17,7 @@ import torch
 from ..errors import DescentError
 from ..progress import Progress
 from ..trajectory import DIVERGED, publish
-from ._common import PALETTE, as_runs, atomic_target, check_output, view_box
+from ._common import PALETTE, as_runs, atomic_target, check_output, objective_of, view_box
 
 MAX_TUBES = 150
 
@@ -57,11 +57,7 @@ def surface3d(
     entries = as_runs(obj)
     if entries[0][1].dim != 2:
         raise DescentError(f"3-D views need a 2-D run; this one is {entries[0][1].dim}-D")
-    objective = entries[0][1].objective
-    if objective is None:
-        raise DescentError(
-            "3-D views need the function itself, which a loaded run of a Python callable lacks"
-        )
+    objective = objective_of(entries, "3-D views")
     pv = _pyvista()
     box = view_box(objective, [r for _, r in entries])
     n = 160
