@@ -89,6 +89,27 @@ def test_divergence_bounds_formulas_and_callables_in_float32():
     )
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("block", [1, 3, 16])
+def test_blocks_with_events_are_replayed_exactly(monkeypatch, block):
+    # points converge at many different steps (some in the first block), a few diverge, and
+    # every point has stopped long before `steps`: the run must end where the eager one ends
+    monkeypatch.setattr(compiled, "BLOCK", block)
+    starts = np.concatenate([dl.grid(7).points(2, ((-3, 3), (-3, 3))).numpy(), [[40.0, -35.0]]])
+    kw = dict(start=starts, lr=0.03, steps=400, tol=1e-2, blowup=1e3, dtype="float64")
+    for record in ("all", 4, "final"):
+        c, e = both("x**2 + 3*y**2 + x*y", record=record, **kw)
+        same(c, e, atol=1e-12)
+    assert (e.status_ == 1).sum() > 40 and e.steps_.max() < 200
+    assert len(np.unique(e.steps_)) > 10
+    # a run that diverges on its first iteration, and momentum with state to carry across
+    momentum = dict(start=dl.grid(9), optimizer="momentum", lr=0.004, steps=60, tol=0.3)
+    c, e = both("himmelblau", dtype="float64", **momentum)
+    same(c, e, atol=1e-12)
+    assert (e.status_ == 1).sum() >= 3  # events mid-run, with momentum state to restore
+    same(*both("x**2", start=[[1.0], [1e30]], lr=0.1, steps=20, blowup=1e6), atol=1e-6)
+
+
 def test_unsupported_runs_are_refused_or_left_eager():
     with pytest.raises(dl.DescentError, match="optimizer 'radam' has no compiled update"):
         dl.descend("sphere", (1.0, 1.0), optimizer="radam", steps=3, engine="compiled")
@@ -130,3 +151,24 @@ def test_a_failed_compile_falls_back_to_eager_with_a_note(monkeypatch):
     np.testing.assert_array_equal(
         run.path, dl.descend("himmelblau", dl.grid(5), steps=5, engine="eager").path
     )
+
+
+def test_ctrl_c_stops_the_compiled_engine_at_a_block_end(monkeypatch):
+    import contextlib
+
+    from descentlab import descent
+
+    @contextlib.contextmanager
+    def second_check_interrupts():
+        calls = iter(range(100))
+        yield lambda: next(calls) >= 1
+
+    monkeypatch.setattr(descent, "interrupt_flag", second_check_interrupts)
+    kw = dict(start=dl.grid(6), lr=0.004, dtype="float64")
+    run = dl.descend("himmelblau", steps=500, engine="compiled", **kw)
+    assert (run.status == "interrupted").all()
+    assert run.iterations == 2 * compiled.BLOCK - 1 and run.path.shape[0] == run.iterations + 1
+    np.testing.assert_array_equal(run.x, run.path[-1])
+    monkeypatch.undo()
+    shorter = dl.descend("himmelblau", steps=run.iterations, engine="eager", **kw)
+    np.testing.assert_allclose(run.path, shorter.path, rtol=1e-12)

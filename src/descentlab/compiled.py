@@ -1,15 +1,23 @@
-"""The compiled engine: one `torch.compile`'d function per iteration, on a structure-of-arrays
-layout, with the optimizer's update written out next to the gradient so inductor fuses them.
+"""The compiled engine: the gradient and the optimizer's update compiled together by
+`torch.compile`, on a structure-of-arrays ``(d, N)`` layout, run in blocks with the stop rules
+checked once per block and replayed exactly where something happened.
 
 Why structure of arrays: inductor vectorizes over the innermost dimension, so ``(N, d)`` uses
 d of the eight AVX lanes while ``(d, N)`` fills them. The objective still sees ``(N, d)``: it
-gets ``X.T``, a view whose columns are contiguous.
+gets ``x.T``, a view whose columns are contiguous.
 
-The iteration does exactly what the eager loop does, in the same order — evaluate, divergence
-(back to the previous position), tolerance, optimizer update, clamp to bounds, hold stopped
-points — with the update rules of torch.optim's single-tensor implementations, so the two
-engines agree to float rounding (tested for every optimizer here). Hyper-parameters enter as
-0-d tensors, so a new learning rate reuses the compiled code.
+Why blocks: the eager loop's bookkeeping per step (divergence with a revert to the previous
+position, tolerance, stopped points held, statuses and step counts) read and wrote six more
+arrays each step; done that way the compiled step ran at 6e7 point-steps/s, 12x below the bare
+update. The lean step (`_lean`) instead only freezes a point that meets an event (not finite,
+out of the blow-up box, gradient norm below tol), which costs no memory traffic; the block's
+last step reports which points are frozen, and only those are run again from the block's start
+through the full iteration (`_iteration`, the eager loop's rules in the same order). Every
+other point took exactly the steps the full rules would have taken.
+
+The update rules are torch.optim's single-tensor formulas, so the engines agree to float
+rounding (tested for every optimizer here). Hyper-parameters enter as 0-d tensors, so a new
+learning rate reuses the compiled code.
 """
 
 from __future__ import annotations
@@ -46,12 +54,14 @@ _EXTRA_FIXED = {
     "rmsprop": {"centered": False},
     "adam": {"amsgrad": False, "decoupled_weight_decay": False},
 }
-# Measured here (Himmelblau, 1e6 points, 1 thread): a cold compile takes 5-9 s; the eager
-# engine runs 2e7 point-steps/s; compiled, warm: gd 5.2e7, adam 2.5e7. `auto` compiles only
-# when the time saved exceeds a compile.
-_COMPILE_SECONDS = 9.0
+# Measured here (Himmelblau, 1e6 points, 1 thread, record="final"): the eager engine runs
+# 2e7 point-steps/s; compiled, warm: gd 5e8, momentum 3.3e8, adam 2.2e8. A run compiles two
+# kernels (the plain step and the one that returns flags); g++ takes 3.5-4 s for each, so a
+# cold first call takes about 13 s (about 3.5 s when inductor's on-disk cache has them). `auto`
+# compiles only when the time saved exceeds a cold compile.
+_COMPILE_SECONDS = 13.0
 _EAGER_RATE = 2e7
-_COMPILED_RATE = {"sgd": 5e7, "adagrad": 3e7, "rmsprop": 3e7, "adam": 2.5e7}
+_COMPILED_RATE = {"gd": 5e8, "sgd": 3e8, "adagrad": 2.5e8, "rmsprop": 2.5e8, "adam": 2e8}
 _CACHE: dict[tuple, Callable] = {}
 
 # Every objective x optimizer is a closure over the same `iteration` code object, and dynamo
@@ -81,21 +91,29 @@ def unsupported(objective, plan, grad) -> str | None:
     return None
 
 
+def _kind(plan) -> str:
+    """The update to compile: plain gradient descent (SGD without momentum) keeps no state."""
+    kind = SUPPORTED[plan.name]
+    if kind == "sgd" and not plan.kwargs.get("momentum", 0.0):
+        return "gd"
+    return kind
+
+
 def _key(objective, plan, d, dtype, device, order, box) -> tuple:
     # registered functions and formulas are identified by name and text; callables by identity
     ident = (objective.name, objective.formula) if objective.formula else id(objective.fn)
-    kind = SUPPORTED[plan.name]
+    kind = _kind(plan)
     nesterov = bool(plan.kwargs.get("nesterov", False))
     return (ident, objective.style, kind, nesterov, d, dtype, str(device), order, box is not None)
 
 
 def worth_compiling(objective, plan, n, steps, d, dtype, device, order, box) -> bool:
     """Compile when the step is already compiled, or when the eager time saved exceeds a cold
-    compile (about 10 s here)."""
+    compile."""
     if _key(objective, plan, d, dtype, device, order, box) in _CACHE:
         return True
     work = n * steps
-    saved = work / _EAGER_RATE - work / _COMPILED_RATE[SUPPORTED[plan.name]]
+    saved = work / _EAGER_RATE - work / _COMPILED_RATE[_kind(plan)]
     return saved > _COMPILE_SECONDS
 
 
@@ -122,6 +140,8 @@ def _hyper(plan, dtype, device) -> dict[str, torch.Tensor]:
 
 def _update(kind: str, nesterov: bool):
     """x_new, state_new = update(x, g, state, hyper, t), following torch.optim's formulas."""
+    if kind == "gd":
+        return lambda x, g, state, h, t: (x - h["lr"] * g, ())
     if kind == "sgd":
 
         def sgd(x, g, state, h, t):
@@ -163,7 +183,7 @@ def _update(kind: str, nesterov: bool):
 
 
 def _state(kind: str, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    count = {"sgd": 1, "adagrad": 1, "rmsprop": 2, "adam": 2}[kind]
+    count = {"gd": 0, "sgd": 1, "adagrad": 1, "rmsprop": 2, "adam": 2}[kind]
     return tuple(torch.zeros_like(x) for _ in range(count))
 
 
@@ -225,69 +245,199 @@ def _iteration(fn: Callable, kind: str, nesterov: bool, order: float, clamp: boo
     return iteration
 
 
-def _compiled(objective, plan, d, dtype, device, order, box, full: bool):
-    key = (*_key(objective, plan, d, dtype, device, order, box), full)
+def _lean(fn: Callable, kind: str, nesterov: bool, order: float, clamp: bool, out: str):
+    """One step on a ``(d, N)`` tensor with no bookkeeping but a freeze: a point whose value or
+    gradient is not finite, that left the blow-up box, or whose gradient norm is below `tol`
+    stays where it is, so the event is seen again at the block's last step.
+
+    `out` says what else comes back: ``"plain"`` nothing; ``"flags"`` the value and the gradient
+    norm, NaN where an event holds the point; ``"record"`` writes position, value and that norm
+    into the recorder's rows (passed in, written in the same loop; the step returns no more).
+
+    Each coordinate's new row is computed on its own and stacked: inductor then emits one loop
+    over the points that reads x once and writes each row once. Written as one ``(d, N)``
+    expression it split into two loops and recomputed the gradient per row (5x slower); a bool
+    output cost 4x more than a float one, hence the NaN.
+    """
+    update = _update(kind, nesterov)
+
+    def value_sum(x):
+        v = fn(x.T)
+        return v.sum(), v
+
+    value_and_grad = torch.func.grad_and_value(value_sum, has_aux=True)
+
+    def step(x, state, h, t, tol, limit, lo, hi):
+        g, (_, v) = value_and_grad(x)
+        rows, grads = x.unbind(0), g.unbind(0)
+        gn = _norm(grads, order)
+        ok = torch.isfinite(v) & torch.isfinite(gn) & (_norm(rows, math.inf) <= limit)
+        event = ~ok | (gn < tol)
+        new, states = [], []
+        for j, (row, gj) in enumerate(zip(rows, grads, strict=True)):
+            moved, st = update(row, gj, tuple(s[j] for s in state), h, t)
+            if clamp:
+                moved = torch.clamp(moved, lo[j], hi[j])
+            new.append(torch.where(event, row, moved))
+            states.append(st)
+        state = tuple(torch.stack(parts) for parts in zip(*states, strict=True)) if state else ()
+        return torch.stack(new), state, v, torch.where(event, math.nan, gn)
+
+    if out == "plain":
+        return lambda *args: step(*args)[:2]
+    if out == "flags":
+        return step
+
+    def record(path, values, norms, *args):
+        x = args[0]
+        new, state, v, gn = step(*args)
+        path.copy_(torch.stack(x.unbind(0), dim=-1))
+        values.copy_(v)
+        norms.copy_(gn)
+        return new, state
+
+    return record
+
+
+def _compiled(objective, plan, d, dtype, device, order, box, out: str):
+    key = (*_key(objective, plan, d, dtype, device, order, box), out)
     step = _CACHE.get(key)
     if step is None:
-        kind = SUPPORTED[plan.name]
+        kind = _kind(plan)
         nesterov = bool(plan.kwargs.get("nesterov", False))
-        step = torch.compile(_iteration(objective.fn, kind, nesterov, order, box is not None, full))
+        step = torch.compile(_lean(objective.fn, kind, nesterov, order, box is not None, out))
         _CACHE[key] = step
     return step
 
 
-def compiled_loop(objective, grad, plan, x0, s, rec, interrupted, bar):
-    """Same contract as `descent.eager_loop`: returns x, v, gn, status, taken, k (x as (N, d))."""
-    from .descent import gradient_norm
-    from .gradients import Evaluator
+BLOCK = 16  # steps between checks; a block with an event is replayed for the points it touched
 
+
+def compiled_loop(objective, grad, plan, x0, s, rec, interrupted, bar):
+    """Same contract as `descent.eager_loop`: returns x, v, gn, status, taken, k (x as (N, d)).
+
+    Runs blocks of `BLOCK` lean steps (`_lean`): no per-step bookkeeping, only the freeze.
+    After a block, the points whose events flag was raised are replayed from the block's start
+    with the full iteration (`_iteration`, eager: the exact rules of the eager loop); the
+    rest took exactly the steps the full rules would have taken. A point that stopped is
+    parked as NaN (frozen for good: its value is not finite) and its final position, value
+    and norm are kept aside.
+    """
     n, d = x0.shape
     dtype, device = x0.dtype, x0.device
     full = s.every is not None
-    step = _compiled(objective, plan, d, dtype, device, s.order, s.box, full)
-    kind = SUPPORTED[plan.name]
+    plain, flags, record = (
+        _compiled(objective, plan, d, dtype, device, s.order, s.box, out)
+        for out in ("plain", "flags", "record")
+    )
     rec.engine = "compiled"
-    cols = tuple(x0[:, j].contiguous() for j in range(d))
-    state = tuple(_state(kind, c) for c in cols)
-    h = _hyper(plan, dtype, device)
-    scalar = {"dtype": dtype, "device": device}
-    tol = torch.tensor(-math.inf if s.tol is None else s.tol, **scalar)
-    limit = torch.tensor(s.limit, **scalar)
-    lo, hi = s.box if s.box is not None else (torch.zeros(d, **scalar), torch.zeros(d, **scalar))
+    replay = _Replay(objective, plan, s, dtype, device)
+    x = x0.T.contiguous()
+    state = _state(_kind(plan), x)
+    held = (x0.clone(), torch.zeros(n, dtype=dtype, device=device), torch.zeros_like(x0[:, 0]))
     active = torch.ones(n, dtype=torch.bool, device=device)
     status = torch.zeros(n, dtype=torch.int8, device=device)
-    taken = torch.zeros(n, dtype=torch.int32, device=device)
-    prev, vp, gnp = cols, torch.zeros(n, **scalar), torch.zeros(n, **scalar)
-    for k in range(s.steps + 1):
-        kt = torch.tensor(k, dtype=torch.int32, device=device)
-        out = step(cols, prev, vp, gnp, active, status, taken, kt, state, h, tol, limit, lo, hi)
-        new, active, status, taken, state = out[:5]
-        if full:
-            here, v, gn = out[5:]
-            if k % s.every == 0:
-                rec.add(k, torch.stack(here, dim=-1), v, gn)
-            vp, gnp = v, gn
-        if k == s.steps or not active.any():
+    taken = torch.zeros(n, dtype=torch.int64, device=device)
+    prev = None  # position, value and norm at the iteration before the block
+    k0 = 0
+    while True:
+        k1 = min(k0 + BLOCK, s.steps + 1)  # this block runs iterations k0 .. k1-1
+        start, start_state, rows_before = x, state, len(rec.steps)
+        for k in range(k0, k1):
+            t = torch.tensor(float(k + 1), dtype=dtype, device=device)
+            args = (x, state, replay.h, t, *replay.limits)
+            here = x
+            if full and k % s.every == 0:
+                row = rec.next_row(k)
+                x, state = record(*row, *args)
+                v, gn = row[1], row[2]
+            elif k == k1 - 1:
+                x, state, v, gn = flags(*args)
+            else:
+                x, state = plain(*args)
+        # `here`, v, gn: the last iteration's position, value and norm (NaN norm: an event)
+        parked = ~active
+        hit = torch.nonzero(torch.isnan(gn).logical_and_(active)).flatten()
+        if len(hit):
+            out = replay(hit, start, start_state, prev, k0, k1, rec, rows_before)
+            moved, moved_state, act, st, tk, (hx, hv, hgn) = out
+            x[:, hit], here[:, hit], v[hit], gn[hit] = moved, hx.T, hv, hgn
+            for whole, part in zip(state, moved_state, strict=True):
+                whole[:, hit] = part
+            stopped = hit[~act]
+            for keep, value in zip(held, (hx[~act], hv[~act], hgn[~act]), strict=True):
+                keep[stopped] = value
+            x[:, stopped] = math.nan  # parked: every later step sees "not finite" and holds it
+            active[stopped], status[stopped], taken[stopped] = False, st[~act], tk[~act]
+        if full and parked.any():  # rows this block wrote for points parked before it
+            idx = torch.nonzero(parked).flatten()
+            r = slice(rows_before, len(rec.steps))
+            rec.path[r, idx], rec.values[r, idx], rec.norms[r, idx] = (
+                held[0][idx],
+                held[1][idx],
+                held[2][idx],
+            )
+        k = k1 - 1
+        if not active.any():  # the eager loop stops at the iteration the last point stopped
+            k = int(taken.max())
+            rec.steps = [r for r in rec.steps if r <= k]
+            break
+        if k1 == s.steps + 1:
             break
         if interrupted():
             status = torch.where(active, INTERRUPTED, status)
             break
-        prev, cols = (
-            (
-                here
-                if full
-                else tuple(torch.where(active, c, m) for c, m in zip(cols, new, strict=True))
-            ),
-            new,
-        )
-        bar.update(k + 1)
-    # where a point is still active, its position at iteration k is the input; elsewhere the
-    # output (stopped points do not move), so the final position needs no extra output
-    x = torch.stack([torch.where(active, c, m) for c, m in zip(cols, new, strict=True)], dim=-1)
-    if not full:  # stopped points have not moved, so this is the value the eager loop reports
-        v, g = Evaluator(objective, "autograd")(x)
-        gn = gradient_norm(g, s.order)
-    return x, v, gn, status.clone(), taken.to(torch.int64), k
+        prev = (here, v.clone(), gn.clone()) if full else (here, v, gn)  # rows get patched
+        k0 = k1
+        bar.update(k1)
+    final_x = torch.where(active[:, None], here.T, held[0])
+    final_v = torch.where(active, v, held[1])
+    final_gn = torch.where(active, gn, held[2])
+    return final_x, final_v, final_gn, status, taken, k
+
+
+class _Replay:
+    """The full iteration (`_iteration`, run eagerly) over the points of a block that met an
+    event: from the block's start to its end, recording their rows."""
+
+    def __init__(self, objective, plan, s, dtype, device):
+        self.kind = _kind(plan)
+        nesterov = bool(plan.kwargs.get("nesterov", False))
+        self.step = _iteration(objective.fn, self.kind, nesterov, s.order, s.box is not None, True)
+        self.s = s
+        self.h = _hyper(plan, dtype, device)
+        scalar = {"dtype": dtype, "device": device}
+        tol = torch.tensor(-math.inf if s.tol is None else s.tol, **scalar)
+        limit = torch.tensor(s.limit, **scalar)
+        d = None if s.box is None else len(s.box[0])
+        lo, hi = s.box if d else (torch.zeros(1, **scalar), torch.zeros(1, **scalar))
+        self.limits = (tol, limit, lo, hi)
+
+    def __call__(self, idx, start, start_state, prev, k0, k1, rec, rows_before):
+        s, m = self.s, len(idx)
+        cols = tuple(start[j, idx] for j in range(start.shape[0]))
+        state = tuple(tuple(part[j, idx] for part in start_state) for j in range(len(cols)))
+        if prev is None:
+            before = (cols, torch.zeros_like(cols[0]), torch.zeros_like(cols[0]))
+        else:
+            px, pv, pgn = prev
+            before = (tuple(px[j, idx] for j in range(len(cols))), pv[idx], pgn[idx])
+        active = torch.ones(m, dtype=torch.bool, device=idx.device)
+        status = torch.zeros(m, dtype=torch.int8, device=idx.device)
+        taken = torch.zeros(m, dtype=torch.int32, device=idx.device)
+        row = rows_before
+        for k in range(k0, k1):
+            kt = torch.tensor(k, dtype=torch.int32, device=idx.device)
+            out = self.step(cols, *before, active, status, taken, kt, state, self.h, *self.limits)
+            new, active, status, taken, state, here, v, gn = out
+            if s.every is not None and k % s.every == 0:
+                x = torch.stack(here, dim=-1)
+                rec.path[row, idx], rec.values[row, idx], rec.norms[row, idx] = x, v, gn
+                row += 1
+            before, cols = (here, v, gn), new
+        moved = torch.stack(new)
+        state = tuple(torch.stack(parts) for parts in zip(*state, strict=True)) if state[0] else ()
+        return moved, state, active, status, taken.to(torch.int64), (torch.stack(here, -1), v, gn)
 
 
 def loop_or_fallback(eager_loop: Callable) -> Callable:

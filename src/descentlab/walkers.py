@@ -100,6 +100,12 @@ class Recorder:
         self.norms[r].copy_(gn)
         self.steps.append(k)
 
+    def next_row(self, k: int):
+        """Views of the next row (position, value, norm) for a loop that writes them itself."""
+        r = len(self.steps)
+        self.steps.append(k)
+        return self.path[r], self.values[r], self.norms[r]
+
     def finish(self, k: int, x, v, gn) -> None:
         if not self.steps or self.steps[-1] != k:
             self.add(k, x, v, gn)
