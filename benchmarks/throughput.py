@@ -1,20 +1,27 @@
 """Point-steps per second of gradient descent on Himmelblau, every implementation side by side.
 
     .venv/bin/python benchmarks/throughput.py [--points N] [--steps S] [--reps 5] [--threads 1]
+                                              [--no-scaling] [--no-compile-times]
 
 Rows (each run `--reps` times, alternating, median reported):
-  seed-style loop      one scalar tensor per point, autograd, the seeds' hand-written step
-  torch eager          one (N, 2) tensor, autograd, x -= lr * grad
-  numpy                the gradient written by hand, vectorized
-  torch.compile step   one compiled step on a (2, N) layout (the layout inductor vectorizes)
-  descentlab eager     dl.descend(engine="eager", record="final")
-  descentlab compiled  dl.descend(engine="compiled", record="final"), warm
-  C, fused -O3         gcc -O3 -march=native, blocks of 16 points kept in vector registers
-                       through all steps (the compute bound)
-  JAX                  jit(vmap(grad)) in lax.fori_loop, when jax is installed
+  seed-style loop        one scalar tensor per point, autograd, the seeds' hand-written step
+  grad-descent-visualizer its descend_gradient loop (autograd's elementwise_grad on (2, N))
+  torch eager            one (N, 2) tensor, autograd, x -= lr * grad
+  numpy                  the gradient written by hand, vectorized
+  torch.compile step     one compiled step on a (2, N) layout (the layout inductor vectorizes)
+  JAX                    jit(vmap(grad)) in lax.fori_loop; lax.scan recording positions, and
+                         recording positions, values and gradient norms (what a Trajectory holds)
+  descentlab             dl.descend, eager and compiled (gd, adam; final only and record="all")
+  C, fused -O3           gcc -O3 -march=native, blocks of 16 points kept in vector registers
+                         through all steps (the compute bound)
 
 Every implementation must land on the same final points (max |difference| is reported).
+Also: first-call times of the compiled engine in fresh processes (cold: empty inductor cache;
+warm: the cache filled), 10,000 points x 100 steps end to end, and the scaling curve
+(N = 1e2 ... 1e7) with each run's peak memory, measured in a fresh process per point.
 Writes benchmarks/results/throughput.json and throughput.md.
+JAX and grad-descent-visualizer come from `pip install -e ".[bench]"` plus
+`pip install --no-deps grad-descent-visualizer` (its pins do not install on Python 3.11).
 """
 
 from __future__ import annotations
@@ -22,10 +29,12 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
+import os
 import platform
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -118,10 +127,29 @@ def compiled_step(x0, steps):
     return x.T.numpy()
 
 
-def descentlab(engine):
+def descentlab(engine, optimizer="gd", record="final"):
     def run(x0, steps):
-        r = dl.descend("himmelblau", x0, lr=LR, steps=steps, record="final", engine=engine)
+        r = dl.descend(
+            "himmelblau", x0, optimizer=optimizer, lr=LR, steps=steps, record=record, engine=engine
+        )
         return r.x
+
+    return run
+
+
+def gdv_impl():
+    try:
+        from grad_descent_visualizer import descent as gdv
+        from grad_descent_visualizer.test_functions import himmelblau_function
+    except ImportError:
+        return None
+    diffs = gdv.differentiate(himmelblau_function, element_wise=True)
+
+    def run(x0, steps):
+        xy = gdv.prep_array_for_descent(x0.T.copy())
+        for _ in range(steps):
+            xy = gdv.descend_gradient(diffs, xy, alpha=LR)
+        return xy.T
 
     return run
 
@@ -150,6 +178,8 @@ def c_kernel():
 
 def jax_impl():
     try:
+        from functools import partial
+
         import jax
         import jax.numpy as jnp
     except ImportError:
@@ -167,7 +197,98 @@ def jax_impl():
     def run(x0, steps):
         return np.asarray(loop(jnp.asarray(x0), steps).block_until_ready())
 
-    return run
+    value_and_grad = jax.jit(jax.vmap(jax.value_and_grad(f)))
+
+    @partial(jax.jit, static_argnums=(1, 2))
+    def scan(x, steps, everything):
+        def body(x, _):
+            if not everything:
+                return x - LR * g(x), x
+            v, gx = value_and_grad(x)
+            return x - LR * gx, (x, v, jnp.abs(gx).max(axis=1))
+
+        return jax.lax.scan(body, x, None, length=steps)
+
+    def scanned(everything):
+        def run_scan(x0, steps):
+            x, recorded = scan(jnp.asarray(x0), steps, everything)
+            jax.block_until_ready(recorded)
+            return np.asarray(x)
+
+        return run_scan
+
+    return run, scanned(False), scanned(True)
+
+
+PROBE = r"""
+import resource, sys, time
+import torch
+import descentlab as dl
+torch.set_num_threads(1)
+n, steps, engine, record = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+start = dl.random(n, seed=0)
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+times = []
+for _ in range(int(sys.argv[5])):
+    began = time.perf_counter()
+    run = dl.descend("himmelblau", start, lr=0.01, steps=steps, record=record, engine=engine)
+    times.append(time.perf_counter() - began)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(run.meta["engine"], times[0], min(times[1:] or times), base * 1024, peak * 1024)
+"""
+
+
+def probe(n, steps, engine, record="final", reps=1, env=None):
+    """One fresh process: (engine used, first call s, best later call s, rss before, peak)."""
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, str(n), str(steps), engine, record, str(reps)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **(env or {})},
+    ).stdout.split()
+    return out[0], *map(float, out[1:])
+
+
+def compile_times() -> dict:
+    """First calls in fresh processes: an empty inductor cache (cold), then the filled one
+    (warm); and 10,000 points x 100 steps end to end with each engine (auto included)."""
+    cache = tempfile.mkdtemp()
+    env = {"TORCHINDUCTOR_CACHE_DIR": cache}
+    out = {}
+    for label in ("cold", "warm"):
+        _, first, later, *_ = probe(10_000, 100, "compiled", reps=2, env=env)
+        out[f"first_call_{label}_s"] = first
+        out[f"later_call_{label}_s"] = later
+    for engine in ("eager", "compiled", "auto"):
+        used, first, *_ = probe(10_000, 100, engine, env=env)
+        out[f"10k_x_100_{engine}_s"] = first
+        out[f"10k_x_100_{engine}_ran"] = used
+    shutil.rmtree(cache, ignore_errors=True)
+    return out
+
+
+def scaling(steps: int) -> list[dict]:
+    rows = []
+    for n in (10**2, 10**3, 10**4, 10**5, 10**6, 10**7):
+        for engine in ("eager", "compiled"):
+            _, _, best, before, peak = probe(n, steps, engine, reps=2)
+            rows.append(
+                {
+                    "points": n,
+                    "engine": engine,
+                    "point_steps_per_s": n * steps / best,
+                    "peak_rss_bytes": peak,
+                    "rss_before_bytes": before,
+                    "bytes_per_point": (peak - before) / n,
+                }
+            )
+            print(
+                f"scaling {engine:8} N={n:.0e} {n * steps / best:.2e} point-steps/s, "
+                f"peak {peak / 2**20:.0f} MiB",
+                flush=True,
+            )
+    return rows
 
 
 def main() -> None:
@@ -179,7 +300,14 @@ def main() -> None:
     ap.add_argument(
         "--seed-points", type=int, default=200, help="points for the (slow) seed-style loop"
     )
+    ap.add_argument("--no-scaling", action="store_true")
+    ap.add_argument("--no-compile-times", action="store_true")
     args = ap.parse_args()
+    if args.threads == 1 and hasattr(os, "sched_setaffinity"):  # JAX, numpy and torch alike
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+        os.environ["XLA_FLAGS"] = (
+            "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        )
     torch.set_num_threads(args.threads)
     x0 = starts(args.points).astype(np.float32)
     impls = {
@@ -189,13 +317,19 @@ def main() -> None:
         "torch.compile step, (2, N)": (compiled_step, x0),
         "descentlab eager": (descentlab("eager"), x0),
         "descentlab compiled": (descentlab("compiled"), x0),
+        "descentlab compiled, adam": (descentlab("compiled", "adam"), x0),
+        "descentlab compiled, record all": (descentlab("compiled", record="all"), x0),
     }
+    if (g := gdv_impl()) is not None:
+        impls["grad-descent-visualizer loop (float64)"] = (g, x0)
     if (c := c_kernel()) is not None:
         impls["C, fused, -O3 -march=native"] = (c, x0)
     if (j := jax_impl()) is not None:
-        impls["JAX jit(vmap(grad)) fori_loop"] = (j, x0)
-    for fn, data in impls.values():  # warm-up: compiles, caches, first-touch
-        fn(data[:1000], 2)
+        impls["JAX jit(vmap(grad)) fori_loop"] = (j[0], x0)
+        impls["JAX lax.scan, recording positions"] = (j[1], x0)
+        impls["JAX lax.scan, recording positions, values, norms"] = (j[2], x0)
+    for name, (fn, data) in impls.items():  # warm-up: compiles (at the full size), caches
+        fn(data, args.steps if "scan" in name else 2)  # a scan's length is static
     times = {name: [] for name in impls}
     finals = {}
     for _ in range(args.reps):
@@ -209,6 +343,8 @@ def main() -> None:
         med = statistics.median(times[name])
         rate = len(data) * args.steps / med
         diff = float(np.nanmax(np.abs(finals[name] - reference[: len(data)])))
+        if "adam" in name:
+            diff = float("nan")  # another optimizer: other final points
         rows.append(
             {
                 "implementation": name,
@@ -219,9 +355,8 @@ def main() -> None:
                 "all_s": times[name],
             }
         )
-    ours = next(
-        r["point_steps_per_s"] for r in rows if r["implementation"] == "descentlab compiled"
-    )
+    rate = {r["implementation"]: r["point_steps_per_s"] for r in rows}
+    ours = rate["descentlab compiled"]
     for r in rows:
         r["descentlab_compiled_over_this"] = ours / r["point_steps_per_s"]
     result = {
@@ -235,13 +370,14 @@ def main() -> None:
         "reps": args.reps,
         "torch": torch.__version__,
         "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "device": "cpu",
         "rows": rows,
+        "adam_over_gd": rate["descentlab compiled, adam"] / ours,
     }
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
     table = [
         f"Himmelblau, gradient descent lr {LR}, {args.points:,} points x {args.steps} steps, "
-        f"float32, {args.threads} thread(s), median of {args.reps}",
+        f"float32, {args.threads} thread(s), median of {args.reps} alternating repetitions",
         "",
         "| implementation | point-steps/s | descentlab compiled is | max diff vs numpy |",
         "|---|---|---|---|",
@@ -251,6 +387,32 @@ def main() -> None:
             f"| {r['implementation']} | {r['point_steps_per_s']:.2e} | "
             f"{r['descentlab_compiled_over_this']:.2f}x | {r['max_abs_diff_vs_numpy']:.1e} |"
         )
+    table.append("")
+    table.append(f"Adam / gradient descent, compiled: {result['adam_over_gd']:.2f}")
+    if not args.no_compile_times:
+        result["compile"] = compile_times()
+        table += ["", "First calls, 10,000 points x 100 steps, fresh processes (seconds):", ""]
+        table += [
+            f"- {k}: {v:.2f}" if isinstance(v, float) else f"- {k}: {v}"
+            for k, v in result["compile"].items()
+        ]
+    if not args.no_scaling:
+        result["scaling"] = scaling(50)
+        table += [
+            "",
+            "Scaling, 50 steps, record='final', the second call (the first compiles), "
+            "one fresh process per row:",
+            "",
+            "| points | engine | point-steps/s | peak RSS | bytes per point |",
+            "|---|---|---|---|---|",
+        ]
+        for r in result["scaling"]:
+            table.append(
+                f"| {r['points']:.0e} | {r['engine']} | {r['point_steps_per_s']:.2e} | "
+                f"{r['peak_rss_bytes'] / 2**20:.0f} MiB | {r['bytes_per_point']:.0f} |"
+            )
+    out = Path(__file__).parent / "results"
+    out.mkdir(exist_ok=True)
     for name, text in (
         ("throughput.json", json.dumps(result, indent=2) + "\n"),
         ("throughput.md", "\n".join(table) + "\n"),
