@@ -122,10 +122,11 @@ def test_unsupported_runs_are_refused_or_left_eager():
     assert dl.descend("sphere", (1.0, 1.0), optimizer="radam", steps=3).meta["engine"] == "eager"
 
 
-def test_auto_compiles_only_when_it_pays():
+def test_auto_compiles_only_when_it_pays(monkeypatch):
     from descentlab.functions import get
     from descentlab.optimizers import resolve
 
+    monkeypatch.setattr(compiled, "_CACHE", {})
     args = (get("himmelblau"), resolve("gd", 0.01))
     small = compiled.worth_compiling(
         *args, 10_000, 100, 2, torch.float32, "cpu", float("inf"), None
@@ -135,6 +136,10 @@ def test_auto_compiles_only_when_it_pays():
     )
     assert not small and large
     assert dl.descend("himmelblau", dl.grid(100), steps=100).meta["engine"] == "eager"
+    # once its steps are compiled, even a small run uses them
+    dl.descend("himmelblau", dl.grid(10), steps=5, engine="compiled", record="final")
+    assert dl.descend("himmelblau", dl.grid(100), steps=100).meta["engine"] == "eager"
+    assert dl.descend("himmelblau", dl.grid(100), record="final").meta["engine"] == "compiled"
 
 
 def test_a_failed_compile_falls_back_to_eager_with_a_note(monkeypatch):

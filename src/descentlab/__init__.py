@@ -23,6 +23,7 @@ from .objective import Objective
 from .optimizers import GradientDescent
 from .race import Race, race
 from .starts import grid, random
+from .sweep import BenchResult, bench
 from .training import (
     Callback,
     CancelFit,
@@ -49,6 +50,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "BenchResult",
     "Callback",
     "CancelFit",
     "DescentError",
@@ -66,6 +68,7 @@ __all__ = [
     "StopAtLoss",
     "Trajectory",
     "UnknownNameError",
+    "bench",
     "datasets",
     "descend",
     "formula",

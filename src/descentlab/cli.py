@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from . import cli_fit
+from . import cli_bench, cli_fit
 from . import functions as registry
 from .descent import DEFAULT_STEPS, descend
 from .errors import DescentError
@@ -403,6 +403,7 @@ def _print_summary(run: Trajectory) -> None:
 
 
 cli_fit.register(app, _friendly)
+cli_bench.register(app, _friendly)
 
 
 def main() -> None:

@@ -64,14 +64,6 @@ _EAGER_RATE = 2e7
 _COMPILED_RATE = {"gd": 5e8, "sgd": 3e8, "adagrad": 2.5e8, "rmsprop": 2.5e8, "adam": 2e8}
 _CACHE: dict[tuple, Callable] = {}
 
-# Every objective x optimizer is a closure over the same `iteration` code object, and dynamo
-# allows 8 variants per code object before it silently stops compiling it. Raise that limit.
-_dynamo_config = torch._dynamo.config
-for _name in ("recompile_limit", "cache_size_limit"):
-    if hasattr(_dynamo_config, _name):
-        setattr(_dynamo_config, _name, max(getattr(_dynamo_config, _name), 256))
-        break
-
 
 def unsupported(objective, plan, grad) -> str | None:
     """Why this run cannot use the compiled engine, or None when it can."""
@@ -107,10 +99,14 @@ def _key(objective, plan, d, dtype, device, order, box) -> tuple:
     return (ident, objective.style, kind, nesterov, d, dtype, str(device), order, box is not None)
 
 
-def worth_compiling(objective, plan, n, steps, d, dtype, device, order, box) -> bool:
+def worth_compiling(objective, plan, n, steps, d, dtype, device, order, box, every=None) -> bool:
     """Compile when the step is already compiled, or when the eager time saved exceeds a cold
     compile."""
-    if _key(objective, plan, d, dtype, device, order, box) in _CACHE:
+    key = _key(objective, plan, d, dtype, device, order, box)
+    needed = (
+        {"plain", "flags"} if every is None else {"record"} | ({"flags"} if every > 1 else set())
+    )
+    if all((*key, out) in _CACHE for out in needed):
         return True
     work = n * steps
     saved = work / _EAGER_RATE - work / _COMPILED_RATE[_kind(plan)]
@@ -299,10 +295,22 @@ def _lean(fn: Callable, kind: str, nesterov: bool, order: float, clamp: bool, ou
     return record
 
 
+def _raise_recompile_limit() -> None:
+    """Every objective x optimizer is a closure over the same `step` code object, and dynamo
+    allows 8 variants per code object before it silently stops compiling it. Raise that limit.
+    (Here, not at import: importing dynamo takes half a second that eager runs need not pay.)"""
+    config = torch._dynamo.config
+    for name in ("recompile_limit", "cache_size_limit"):
+        if hasattr(config, name):
+            setattr(config, name, max(getattr(config, name), 256))
+            break
+
+
 def _compiled(objective, plan, d, dtype, device, order, box, out: str):
     key = (*_key(objective, plan, d, dtype, device, order, box), out)
     step = _CACHE.get(key)
     if step is None:
+        _raise_recompile_limit()
         kind = _kind(plan)
         nesterov = bool(plan.kwargs.get("nesterov", False))
         step = torch.compile(_lean(objective.fn, kind, nesterov, order, box is not None, out))
@@ -310,6 +318,7 @@ def _compiled(objective, plan, d, dtype, device, order, box, out: str):
     return step
 
 
+_OUTPUTS = {"plain", "flags", "record"}
 BLOCK = 16  # steps between checks; a block with an event is replayed for the points it touched
 
 
@@ -327,8 +336,12 @@ def compiled_loop(objective, grad, plan, x0, s, rec, interrupted, bar):
     dtype, device = x0.dtype, x0.device
     full = s.every is not None
     plain, flags, record = (
-        _compiled(objective, plan, d, dtype, device, s.order, s.box, out)
-        for out in ("plain", "flags", "record")
+        _compiled(objective, plan, d, dtype, device, s.order, s.box, out) if use else None
+        for out, use in (
+            ("plain", not full or s.every > 1),
+            ("flags", not full or s.every > 1),
+            ("record", full),
+        )
     )
     rec.engine = "compiled"
     replay = _Replay(objective, plan, s, dtype, device)

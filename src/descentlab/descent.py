@@ -128,7 +128,9 @@ def descend(
     settings = Settings(steps, tol, order, limit, every, box)
     rec = Recorder(rows, n, d, dtype)
     began = time.perf_counter()
-    loop = _choose_engine(engine, objective, plan, grad, n, steps, d, dtype, device, order, box)
+    loop = _choose_engine(
+        engine, objective, plan, grad, n, steps, d, dtype, device, order, box, every
+    )
     with interrupt_flag() as interrupted, Progress(progress, steps) as bar:
         x, v, gn, status, taken, k = loop(
             objective, grad, plan, x0, settings, rec, interrupted, bar
@@ -235,7 +237,7 @@ def eager_loop(objective, grad, plan, x0, s: Settings, rec: Recorder, interrupte
     return x, v, gn, status, taken, k
 
 
-def _choose_engine(engine, objective, plan, grad, n, steps, d, dtype, device, order, box):
+def _choose_engine(engine, objective, plan, grad, n, steps, d, dtype, device, order, box, every):
     """The loop to run: eager unless compiled was asked for (and can run), or `auto` finds
     compiling worth its time."""
     from . import compiled
@@ -248,7 +250,7 @@ def _choose_engine(engine, objective, plan, grad, n, steps, d, dtype, device, or
             raise DescentError(f"the compiled engine cannot run this: {reason}; use engine='eager'")
         return eager_loop
     if engine == "auto" and not compiled.worth_compiling(
-        objective, plan, n, steps, d, dtype, device, order, box
+        objective, plan, n, steps, d, dtype, device, order, box, every
     ):
         return eager_loop
     return compiled.loop_or_fallback(eager_loop)

@@ -1,0 +1,430 @@
+"""`bench`: fair optimizer comparisons — functions x optimizers x learning rates x seeds.
+
+The protocol, after COCO's: a run is N random starts in the function's domain, S steps; a start
+succeeds when ``f - f* <= target``, and its *steps to target* is the first step where it does.
+Learning rates are tuned on one seed (`seed`): per (function, optimizer) the rate with the
+highest success rate wins (ties: fewer steps to target, then the smaller final gap). The chosen
+rate is then run on `seeds` fresh seeds (``seed + 1, ...``), and those are the numbers reported,
+so no optimizer is judged on the starts its rate was picked on.
+
+Every (function, optimizer, rate, seed) is one block of work, `run_block`; blocks run here, in
+order, or as Dask tasks on a cluster (``scheduler="local"`` starts a `LocalCluster`, or give
+``"tcp://host:8786"``). The table is the same either way.
+
+    >>> result = bench(["himmelblau"], ["gd", "adam"], [0.001, 0.01], starts=100, steps=100)
+    >>> result.table  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import functions as registry
+from . import optimizers as optimizer_registry
+from .descent import descend
+from .errors import DescentError, check_positive
+from .starts import random as random_starts
+from .trajectory import DIVERGED
+
+DEFAULT_FUNCTIONS = (
+    "sphere",
+    "himmelblau",
+    "six_hump_camel",
+    "rosenbrock",
+    "rastrigin",
+    "ackley",
+    "beale",
+    "booth",
+    "levy",
+    "styblinski_tang",
+)
+DEFAULT_OPTIMIZERS = ("gd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
+DEFAULT_LRS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+COLUMNS = (
+    "phase",
+    "function",
+    "dim",
+    "optimizer",
+    "lr",
+    "seed",
+    "starts",
+    "steps",
+    "target",
+    "success_rate",
+    "diverged_fraction",
+    "median_steps_to_target",
+    "ert_steps",
+    "median_final_gap",
+    "chosen",
+    "engine",
+    "time_s",
+)
+
+
+@dataclass(frozen=True)
+class Block:
+    """One unit of work: a function, an optimizer at one rate, one seed of random starts."""
+
+    function: str
+    dim: int | None
+    optimizer: str
+    lr: float
+    seed: int
+    starts: int
+    steps: int
+    target: float
+    phase: str
+    engine: str = "auto"
+
+
+def run_block(block: Block) -> tuple[dict, np.ndarray]:
+    """Run one block; returns its table row and each start's steps to target (-1: never)."""
+    objective = registry.get(block.function, block.dim)
+    began = time.perf_counter()
+    run = descend(
+        objective,
+        random_starts(block.starts, seed=block.seed),
+        optimizer=block.optimizer,
+        lr=block.lr,
+        steps=block.steps,
+        record="all",
+        engine=block.engine,
+        progress=False,
+    )
+    elapsed = time.perf_counter() - began
+    gaps = run.values - objective.minimum_value  # (rows, N); rows are steps 0..k
+    hit = gaps <= block.target
+    reached = hit.any(axis=0)
+    first = np.where(reached, run.recorded[hit.argmax(axis=0)], -1)
+    final_gap = run.value_ - objective.minimum_value
+    successes = int(reached.sum())
+    spent = np.where(reached, first, block.steps).sum()  # COCO's expected running time
+    row = {
+        "phase": block.phase,
+        "function": objective.name,
+        "dim": objective.dim,
+        "optimizer": block.optimizer,
+        "lr": block.lr,
+        "seed": block.seed,
+        "starts": block.starts,
+        "steps": block.steps,
+        "target": block.target,
+        "success_rate": successes / block.starts,
+        "diverged_fraction": float((run.status_ == DIVERGED).mean()),
+        "median_steps_to_target": float(np.median(first[reached])) if successes else math.nan,
+        "ert_steps": float(spent / successes) if successes else math.inf,
+        "median_final_gap": float(
+            np.nanmedian(np.where(np.isfinite(final_gap), final_gap, np.inf))
+        ),
+        "chosen": False,
+        "engine": run.meta["engine"],
+        "time_s": elapsed,
+    }
+    return row, first.astype(np.int32)
+
+
+@dataclass
+class BenchResult:
+    """The tidy table (one row per block) and each reported block's steps to target."""
+
+    table: pd.DataFrame
+    hits: dict[tuple[str, str, float, int], np.ndarray] = field(repr=False)
+
+    @property
+    def chosen(self) -> pd.DataFrame:
+        """The rate chosen per (function, optimizer) and its mean results over fresh seeds."""
+        report = self.table[self.table.phase == "report"]
+        keys = ["function", "optimizer", "lr"]
+        return report.groupby(keys, sort=False, as_index=False)[
+            ["success_rate", "diverged_fraction", "median_steps_to_target", "median_final_gap"]
+        ].mean()
+
+    def ecdf(self, points: int = 60) -> pd.DataFrame:
+        """COCO-style ECDF per (function, optimizer): the fraction of all reported starts that
+        reached the target by step t, at log-spaced t (tidy: function, optimizer, step,
+        fraction)."""
+        rows = []
+        for (function, optimizer), group in self._hits_by_pair().items():
+            steps = int(self.table.steps.max())
+            grid = np.unique(np.geomspace(1, max(steps, 1), points).astype(int))
+            grid = np.concatenate([[0], grid])
+            first = np.concatenate(group)
+            reached = first[first >= 0]
+            counts = np.searchsorted(np.sort(reached), grid, side="right")
+            rows += [
+                (function, optimizer, int(t), c / len(first))
+                for t, c in zip(grid, counts, strict=True)
+            ]
+        return pd.DataFrame(rows, columns=["function", "optimizer", "step", "fraction"])
+
+    def _hits_by_pair(self) -> dict[tuple[str, str], list[np.ndarray]]:
+        out: dict[tuple[str, str], list[np.ndarray]] = {}
+        for (function, optimizer, _lr, _seed), first in self.hits.items():
+            out.setdefault((function, optimizer), []).append(first)
+        return out
+
+    def save(self, path: str | Path) -> Path:
+        """Write the table as CSV or Parquet, by the file's extension, atomically."""
+        return save_table(self.table, path)
+
+    def report(self, folder: str | Path) -> Path:
+        """Heatmap, ECDF curves and an HTML page in `folder`; returns the page's path."""
+        from .plot.bench import report
+
+        return report(self, folder)
+
+
+def bench(
+    functions: Sequence[str] = DEFAULT_FUNCTIONS,
+    optimizers: Sequence[str] = DEFAULT_OPTIMIZERS,
+    lrs: Sequence[float] = DEFAULT_LRS,
+    *,
+    starts: int = 1000,
+    steps: int = 500,
+    seed: int = 0,
+    seeds: int = 3,
+    target: float = 1e-4,
+    dim: int | None = None,
+    engine: str = "auto",
+    scheduler: str | None = None,
+    out: str | Path | None = None,
+    progress=None,
+) -> BenchResult:
+    """Tune each optimizer's learning rate per function on seed `seed`, then report the chosen
+    rate on `seeds` fresh seeds.
+
+    Args:
+        functions: registered function names (each needs a known minimum value f*).
+        optimizers: optimizer names (``gd momentum nesterov adagrad rmsprop adam ...``).
+        lrs: the learning rates to try.
+        starts: random starts per block, drawn uniformly in the function's domain.
+        steps: steps per start.
+        seed: the tuning seed; reports use ``seed + 1 ... seed + seeds``.
+        seeds: fresh seeds the chosen rate is reported on.
+        target: a start succeeds when ``f - f* <= target``.
+        dim: dimension for the d-dimensional functions (default 2).
+        engine: `descend`'s engine for every block.
+        scheduler: None (run here), ``"local"`` (a Dask `LocalCluster`) or a Dask scheduler
+            address such as ``"tcp://10.0.0.5:8786"``.
+        out: also write the table here (``.csv`` or ``.parquet``).
+        progress: called as ``progress(done, total)`` after each block.
+    """
+    names = _check_names(functions, optimizers, lrs, dim)
+    _check_counts(starts, steps, seed, seeds)
+    check_positive("target", target)
+    if out is not None:
+        _table_format(out)  # a bad extension fails before any work
+    if engine not in ("auto", "eager", "compiled"):
+        raise DescentError(f"engine must be 'auto', 'eager' or 'compiled', got {engine!r}")
+    runner = _runner(scheduler)
+    try:
+        tune = [
+            Block(f, dim, o, float(lr), seed, starts, steps, target, "tune", engine)
+            for f in names
+            for o in optimizers
+            for lr in lrs
+        ]
+        total = len(tune) + len(names) * len(optimizers) * seeds
+        results = runner(tune, progress, 0, total)
+        rows = [row for row, _ in results]
+        best = _choose(rows)
+        for row in rows:
+            row["chosen"] = best[(row["function"], row["optimizer"])] == row["lr"]
+        report = [
+            Block(
+                f,
+                dim,
+                o,
+                best[(registry.get(f, dim).name, o)],
+                s,
+                starts,
+                steps,
+                target,
+                "report",
+                engine,
+            )
+            for f in names
+            for o in optimizers
+            for s in range(seed + 1, seed + 1 + seeds)
+        ]
+        reported = runner(report, progress, len(tune), total)
+    finally:
+        runner.close()
+    hits = {}
+    for row, first in reported:
+        rows.append(row)
+        hits[(row["function"], row["optimizer"], row["lr"], row["seed"])] = first
+    table = pd.DataFrame(rows, columns=list(COLUMNS))
+    result = BenchResult(table, hits)
+    if out is not None:
+        result.save(out)
+    return result
+
+
+def _choose(rows: list[dict]) -> dict[tuple[str, str], float]:
+    """Best rate per (function, optimizer): most successes, then fewest steps to target, then
+    the smallest final gap."""
+    best: dict[tuple[str, str], tuple] = {}
+    for row in rows:
+        steps = row["median_steps_to_target"]
+        gap = row["median_final_gap"]
+        score = (
+            -row["success_rate"],
+            math.inf if math.isnan(steps) else steps,
+            math.inf if math.isnan(gap) else gap,
+            row["lr"],
+        )
+        key = (row["function"], row["optimizer"])
+        if key not in best or score < best[key]:
+            best[key] = score
+    return {key: score[-1] for key, score in best.items()}
+
+
+class _Local:
+    """Blocks one after another in this process."""
+
+    def __call__(self, blocks, progress, done, total):
+        out = []
+        for i, block in enumerate(blocks):
+            out.append(run_block(block))
+            if progress is not None:
+                progress(done + i + 1, total)
+        return out
+
+    def close(self):
+        pass
+
+
+class _Dask:
+    """Blocks as Dask tasks; results come back in the order of `blocks`."""
+
+    def __init__(self, scheduler: str):
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise DescentError(
+                "scheduler= needs Dask: pip install 'descentlab[scale]' (dask[distributed])"
+            ) from None
+        self.cluster = None
+        try:
+            if scheduler == "local":
+                self.cluster = LocalCluster(threads_per_worker=1, processes=True)
+                self.client = Client(self.cluster)
+            else:
+                self.client = Client(scheduler, timeout="5s")
+        except (OSError, TimeoutError) as exc:
+            if self.cluster is not None:
+                self.cluster.close()
+            raise DescentError(
+                f"cannot reach the Dask scheduler at {scheduler} ({type(exc).__name__}); start "
+                "one with `dask scheduler` and workers with `dask worker ADDRESS`, or use "
+                "--scheduler local"
+            ) from None
+
+    def __call__(self, blocks, progress, done, total):
+        from distributed import as_completed
+
+        futures = self.client.map(run_block, blocks, pure=False)
+        index = {f.key: i for i, f in enumerate(futures)}
+        out: list = [None] * len(blocks)
+        for count, future in enumerate(as_completed(futures), start=1):
+            out[index[future.key]] = future.result()
+            if progress is not None:
+                progress(done + count, total)
+        return out
+
+    def close(self):
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+def _runner(scheduler: str | None):
+    if scheduler is None:
+        return _Local()
+    if not isinstance(scheduler, str) or not (
+        scheduler == "local" or "://" in scheduler or ":" in scheduler
+    ):
+        raise DescentError(
+            f"scheduler must be 'local' or a Dask address like tcp://host:8786, got {scheduler!r}"
+        )
+    return _Dask(scheduler)
+
+
+def _check_names(fns, opts, lrs, dim) -> list[str]:
+    for label, items in (("functions", fns), ("optimizers", opts), ("lrs", lrs)):
+        if isinstance(items, str) or not isinstance(items, Sequence) or len(items) == 0:
+            raise DescentError(f"{label} must be a non-empty list, got {items!r}")
+        if len(set(items)) != len(items):
+            raise DescentError(f"{label} lists the same entry twice: {list(items)}")
+    names = []
+    for name in fns:
+        objective = registry.get(name, dim)  # unknown names suggest the closest
+        if objective.minimum_value is None:
+            raise DescentError(f"{name!r} has no known minimum value, which bench needs for f*")
+        names.append(name)
+    for name in opts:
+        optimizer_registry.resolve(name, 0.01)  # unknown names suggest the closest
+    for lr in lrs:
+        check_positive("lr", lr)
+    return names
+
+
+def _check_counts(starts, steps, seed, seeds) -> None:
+    for label, value, low in (
+        ("starts", starts, 1),
+        ("steps", steps, 1),
+        ("seed", seed, 0),
+        ("seeds", seeds, 1),
+    ):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise DescentError(f"{label} must be an integer >= {low}, got {value!r}")
+
+
+def _table_format(path) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix in (".csv", ".parquet"):
+        return suffix[1:]
+    close = difflib.get_close_matches(suffix, [".csv", ".parquet"], n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    raise DescentError(
+        f"the table is written as .csv or .parquet, not {suffix or 'no extension'!r}{hint}"
+    )
+
+
+def save_table(table: pd.DataFrame, path: str | Path) -> Path:
+    """Write `table` as CSV or Parquet by extension, through a temporary file."""
+    from .plot._common import atomic_target
+    from .trajectory import publish
+
+    path = Path(path)
+    kind = _table_format(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = atomic_target(path)
+    try:
+        if kind == "csv":
+            table.to_csv(tmp, index=False)
+        else:
+            table.to_parquet(tmp, index=False)
+        publish(tmp, path)
+    except ImportError:
+        Path(tmp).unlink(missing_ok=True)
+        raise DescentError("writing .parquet needs pyarrow: pip install pyarrow") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_table(path: str | Path) -> pd.DataFrame:
+    """Read a table written by `bench` (CSV or Parquet)."""
+    kind = _table_format(path)
+    return pd.read_csv(path) if kind == "csv" else pd.read_parquet(path)

@@ -1,0 +1,177 @@
+"""The optimizer sweep: its numbers against closed forms and direct runs, the fair choice of
+rates, its files, its report, and the same table from a Dask cluster."""
+
+import math
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+import descentlab as dl
+from conftest import require_module
+from descentlab.sweep import Block, bench, load_table, run_block
+
+
+@pytest.fixture(scope="module")
+def small():
+    return bench(
+        ["sphere", "himmelblau"], ["gd", "adam"], [0.003, 0.03, 0.3], starts=64, steps=120, seeds=2
+    )
+
+
+def test_steps_to_target_match_the_closed_form():
+    # gradient descent on x² + y² multiplies f by (1 - 2 lr)² per step, so a start reaches
+    # f <= target at the first k with f0 (1 - 2 lr)^(2k) <= target
+    lr, target = 0.05, 1e-4
+    row, first = run_block(Block("sphere", None, "gd", lr, 7, 200, 300, target, "tune"))
+    x0 = dl.random(200, seed=7).points(2, dl.functions.get("sphere").domain).double().numpy()
+    f0 = (x0**2).sum(1)
+    expected = np.ceil(np.log(target / f0) / (2 * np.log(1 - 2 * lr))).clip(0)
+    close = np.abs(first - expected) <= 1  # float32 rounding at the boundary
+    assert close.all() and (first == expected).mean() > 0.95
+    assert row["success_rate"] == 1.0 and row["median_steps_to_target"] == np.median(first)
+    assert row["ert_steps"] == pytest.approx(first.mean())
+
+
+def test_block_numbers_equal_a_direct_run():
+    block = Block("himmelblau", None, "adam", 0.03, 3, 50, 80, 1e-3, "tune")
+    row, first = run_block(block)
+    run = dl.descend(
+        "himmelblau", dl.random(50, seed=3), optimizer="adam", lr=0.03, steps=80, record="all"
+    )
+    gaps = run.values - 0.0
+    reached = (gaps <= 1e-3).any(0)
+    assert row["success_rate"] == reached.mean()
+    assert np.array_equal(first >= 0, reached)
+    for i in np.flatnonzero(reached)[:10]:
+        k = first[i]
+        assert gaps[k, i] <= 1e-3 and (k == 0 or (gaps[:k, i] > 1e-3).all())
+    assert row["median_final_gap"] == pytest.approx(np.median(run.value_))
+
+
+def test_rates_are_chosen_on_the_tuning_seed_and_reported_on_fresh_ones(small):
+    t = small.table
+    tune, report = t[t.phase == "tune"], t[t.phase == "report"]
+    assert set(tune.seed) == {0} and set(report.seed) == {1, 2}
+    assert len(tune) == 2 * 2 * 3 and len(report) == 2 * 2 * 2
+    for (fn, opt), group in tune.groupby(["function", "optimizer"]):
+        best = group.sort_values(
+            ["success_rate", "median_steps_to_target"], ascending=[False, True]
+        ).iloc[0]
+        assert group.chosen.sum() == 1 and group[group.chosen].lr.item() == best.lr
+        assert set(report[(report.function == fn) & (report.optimizer == opt)].lr) == {best.lr}
+    # gd on the sphere: 0.3 converges fastest (|1 - 2 lr| = 0.4 is the smallest factor)
+    assert small.chosen.set_index(["function", "optimizer"]).lr[("sphere", "gd")] == 0.3
+
+
+def test_ecdf_rises_to_the_reported_success_rate(small):
+    ecdf = small.ecdf()
+    report = small.table[small.table.phase == "report"]
+    for (fn, opt), curve in ecdf.groupby(["function", "optimizer"]):
+        assert (np.diff(curve.fraction) >= 0).all() and curve.step.iloc[-1] == 120
+        rows = report[(report.function == fn) & (report.optimizer == opt)]
+        assert curve.fraction.iloc[-1] == pytest.approx(rows.success_rate.mean())
+
+
+def test_csv_and_parquet_hold_the_same_table(small, tmp_path):
+    require_module("pyarrow")
+    a = small.save(tmp_path / "t.csv")
+    b = small.save(tmp_path / "t.parquet")
+    pd.testing.assert_frame_equal(load_table(a), load_table(b), check_dtype=False)
+    pd.testing.assert_frame_equal(load_table(b), small.table, check_dtype=False)
+    assert not list(tmp_path.glob(".*"))  # no temporary files left
+
+
+def test_report_pictures_and_page(small, tmp_path):
+    page = small.report(tmp_path / "r")
+    text = page.read_text()
+    assert text.count("data:image/png;base64,") == 2 and "sphere" in text
+    heat = np.asarray(Image.open(tmp_path / "r" / "success.png").convert("RGB")).astype(int)
+    assert heat.std() > 20  # not blank
+    # the sphere row is all 100 % for gd: viridis yellow (253, 231, 37) is present
+    assert (np.abs(heat - [253, 231, 37]).sum(-1) < 40).sum() > 2000
+    ecdf = np.asarray(Image.open(tmp_path / "r" / "ecdf.png").convert("RGB")).astype(int)
+    assert (np.abs(ecdf - [31, 119, 180]).sum(-1) < 40).sum() > 100  # the first curve's blue
+    assert len(pd.read_csv(tmp_path / "r" / "table.csv")) == len(small.table)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(functions=["himmelblaw"]), "did you mean 'himmelblau'"),
+        (dict(optimizers=["adma"]), "unknown optimizer 'adma'; did you mean"),
+        (dict(functions=[]), "functions must be a non-empty list"),
+        (dict(lrs=[]), "lrs must be a non-empty list"),
+        (dict(lrs=[0.01, -1.0]), "lr must be"),
+        (dict(starts=0), "starts must be an integer >= 1"),
+        (dict(seeds=0), "seeds must be an integer >= 1"),
+        (dict(out="table.xlsx"), r"\.csv or \.parquet"),
+        (dict(scheduler="nowhere"), "scheduler must be 'local' or a Dask address"),
+        (dict(optimizers=["gd", "gd"]), "same entry twice"),
+    ],
+)
+def test_bad_sweeps_are_refused_before_any_work(kwargs, message):
+    args = dict(functions=["sphere"], optimizers=["gd"], lrs=[0.01], starts=4, steps=3)
+    with pytest.raises(dl.DescentError, match=message):
+        bench(**{**args, **kwargs})
+
+
+def test_an_unreachable_scheduler_fails_fast():
+    require_module("distributed")
+    began = time.perf_counter()
+    with pytest.raises(dl.DescentError, match="cannot reach the Dask scheduler at tcp://"):
+        bench(["sphere"], ["gd"], [0.01], starts=4, steps=3, scheduler="tcp://127.0.0.1:9")
+    assert time.perf_counter() - began < 15
+
+
+@pytest.mark.slow
+def test_a_dask_local_cluster_gives_the_same_table():
+    require_module("distributed")
+    args = (["sphere", "rastrigin"], ["gd", "momentum"], [0.01, 0.1])
+    kw = dict(starts=40, steps=60, seeds=2)
+    here = bench(*args, **kw).table
+    there = bench(*args, scheduler="local", **kw).table
+    same = [c for c in here.columns if c != "time_s"]
+    pd.testing.assert_frame_equal(here[same], there[same])
+
+
+@pytest.mark.slow
+def test_cli_bench_writes_table_and_report(tmp_path):
+    cmd = [
+        sys.executable,
+        "-m",
+        "descentlab.cli",
+        "bench",
+        "--functions",
+        "sphere,booth",
+        "--optimizers",
+        "gd,rmsprop",
+        "--lrs",
+        "0.01,0.1",
+        "--starts",
+        "30",
+        "--steps",
+        "50",
+        "--seeds",
+        "1",
+        "--out",
+        str(tmp_path / "t.csv"),
+        "--report",
+        str(tmp_path / "rep"),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "chosen rates" in done.stdout and "booth" in done.stdout
+    table = pd.read_csv(tmp_path / "t.csv")
+    assert len(table) == 2 * 2 * 2 + 2 * 2 * 1
+    assert (tmp_path / "rep" / "index.html").exists()
+    bad = subprocess.run(
+        [*cmd[:4], "--functions", "spere", "--lrs", "0.1"], capture_output=True, text=True
+    )
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert "did you mean 'sphere'" in bad.stderr
+    assert math.isfinite(table.time_s.sum())
