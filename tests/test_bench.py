@@ -175,3 +175,21 @@ def test_cli_bench_writes_table_and_report(tmp_path):
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     assert "did you mean 'sphere'" in bad.stderr
     assert math.isfinite(table.time_s.sum())
+
+
+def test_ctrl_c_keeps_the_finished_blocks(monkeypatch, tmp_path):
+    from descentlab import sweep
+
+    calls = []
+
+    def interrupted_third(block):
+        calls.append(block)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return run_block(block)
+
+    monkeypatch.setattr(sweep, "run_block", interrupted_third)
+    with pytest.raises(KeyboardInterrupt):
+        bench(["sphere"], ["gd"], [0.01, 0.1, 0.3], starts=8, steps=10, out=tmp_path / "t.csv")
+    saved = pd.read_csv(tmp_path / "t.csv")
+    assert list(saved.lr) == [0.01, 0.1] and (saved.phase == "tune").all()

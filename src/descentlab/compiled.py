@@ -113,12 +113,29 @@ def worth_compiling(objective, plan, n, steps, d, dtype, device, order, box, eve
     return saved > _COMPILE_SECONDS
 
 
+_HYPER = ("lr", "momentum", "eps", "alpha", "beta1", "beta2", "step_size", "c2sqrt")
+
+
+def _bias_corrections(h: dict, t: int) -> tuple[float, float]:
+    """Adam's lr / (1 - beta1^t) and sqrt(1 - beta2^t), in double precision on the host, as
+    torch.optim's single-tensor Adam computes them (and one pow per step, not per point)."""
+    beta1, beta2 = float(h["beta1"]), float(h["beta2"])
+    return float(h["lr"]) / (1 - beta1**t), (1 - beta2**t) ** 0.5
+
+
+def _packed(h: dict, tol, limit, dtype, device) -> torch.Tensor:
+    """The lean step's scalars in one tensor: `_HYPER`, then t (set in place each step), tol
+    and the blow-up limit."""
+    values = [float(h[k]) for k in _HYPER] + [0.0, tol, limit]
+    return torch.tensor(values, dtype=dtype, device=device)
+
+
 def _hyper(plan, dtype, device) -> dict[str, torch.Tensor]:
     kw = plan.kwargs
     kind = SUPPORTED[plan.name]
     # the same keys for every optimizer: dynamo checks a cached graph's guards (which index
     # these keys) against new arguments, and a missing key there raised KeyError
-    values = dict.fromkeys(("momentum", "eps", "alpha", "beta1", "beta2"), 0.0)
+    values = dict.fromkeys(_HYPER, 0.0)
     values["lr"] = kw["lr"]
     if kind == "sgd":
         values["momentum"] = kw.get("momentum", 0.0)
@@ -166,14 +183,12 @@ def _update(kind: str, nesterov: bool):
 
         return rmsprop
 
-    def adam(x, g, state, h, t):
+    def adam(x, g, state, h, t):  # h["step_size"], h["c2sqrt"]: `_bias_corrections` at t
         m, v = state
         m = torch.lerp(m, g, 1 - h["beta1"])
         v = h["beta2"] * v + (1 - h["beta2"]) * g * g
-        correction1 = 1 - h["beta1"] ** t
-        correction2 = 1 - h["beta2"] ** t
-        denom = v.sqrt() / correction2.sqrt() + h["eps"]
-        return x - (h["lr"] / correction1) * m / denom, (m, v)
+        denom = v.sqrt() / h["c2sqrt"] + h["eps"]
+        return x - h["step_size"] * (m / denom), (m, v)
 
     return adam
 
@@ -263,7 +278,10 @@ def _lean(fn: Callable, kind: str, nesterov: bool, order: float, clamp: bool, ou
 
     value_and_grad = torch.func.grad_and_value(value_sum, has_aux=True)
 
-    def step(x, state, h, t, tol, limit, lo, hi):
+    def step(x, state, packed, lo, hi):
+        # one tensor of scalars (`_packed`): dynamo checks one argument's guards, not eleven
+        h = dict(zip(_HYPER, packed.unbind(0), strict=False))
+        t, tol, limit = packed[len(_HYPER)], packed[len(_HYPER) + 1], packed[len(_HYPER) + 2]
         g, (_, v) = value_and_grad(x)
         rows, grads = x.unbind(0), g.unbind(0)
         gn = _norm(grads, order)
@@ -282,7 +300,12 @@ def _lean(fn: Callable, kind: str, nesterov: bool, order: float, clamp: bool, ou
     if out == "plain":
         return lambda *args: step(*args)[:2]
     if out == "flags":
-        return step
+
+        def flags(*args):
+            new, state, v, gn = step(*args)
+            return new, state, v, gn, torch.isnan(gn).sum()  # counted in the same loop
+
+        return flags
 
     def record(path, values, norms, *args):
         x = args[0]
@@ -352,26 +375,40 @@ def compiled_loop(objective, grad, plan, x0, s, rec, interrupted, bar):
     status = torch.zeros(n, dtype=torch.int8, device=device)
     taken = torch.zeros(n, dtype=torch.int64, device=device)
     prev = None  # position, value and norm at the iteration before the block
+    tol, limit, lo, hi = replay.limits
+    packed = _packed(replay.h, float(tol), float(limit), dtype, device)
+    clock = packed[len(_HYPER)]  # t, the step count
+    adam = _kind(plan) == "adam"
+    corrections = (packed[_HYPER.index("step_size")], packed[_HYPER.index("c2sqrt")])
+    stopped_count = 0
     k0 = 0
     while True:
         k1 = min(k0 + BLOCK, s.steps + 1)  # this block runs iterations k0 .. k1-1
         start, start_state, rows_before = x, state, len(rec.steps)
+        parked = stopped_count > 0
         for k in range(k0, k1):
-            t = torch.tensor(float(k + 1), dtype=dtype, device=device)
-            args = (x, state, replay.h, t, *replay.limits)
+            clock.fill_(k + 1)
+            if adam:
+                for slot, value in zip(
+                    corrections, _bias_corrections(replay.h, k + 1), strict=True
+                ):
+                    slot.fill_(value)
             here = x
             if full and k % s.every == 0:
                 row = rec.next_row(k)
-                x, state = record(*row, *args)
+                x, state = record(*row, x, state, packed, lo, hi)
                 v, gn = row[1], row[2]
+                nans = None
             elif k == k1 - 1:
-                x, state, v, gn = flags(*args)
+                x, state, v, gn, nans = flags(x, state, packed, lo, hi)
             else:
-                x, state = plain(*args)
-        # `here`, v, gn: the last iteration's position, value and norm (NaN norm: an event)
-        parked = ~active
-        hit = torch.nonzero(torch.isnan(gn).logical_and_(active)).flatten()
-        if len(hit):
+                x, state = plain(x, state, packed, lo, hi)
+        # `here`, v, gn: the last iteration's position, value and norm (NaN norm: an event;
+        # parked points are NaN too, so new events are NaNs beyond the parked ones)
+        if nans is None:
+            nans = torch.isnan(gn).sum()
+        if int(nans) > stopped_count:
+            hit = torch.nonzero(torch.isnan(gn).logical_and_(active)).flatten()
             out = replay(hit, start, start_state, prev, k0, k1, rec, rows_before)
             moved, moved_state, act, st, tk, (hx, hv, hgn) = out
             x[:, hit], here[:, hit], v[hit], gn[hit] = moved, hx.T, hv, hgn
@@ -382,8 +419,10 @@ def compiled_loop(objective, grad, plan, x0, s, rec, interrupted, bar):
                 keep[stopped] = value
             x[:, stopped] = math.nan  # parked: every later step sees "not finite" and holds it
             active[stopped], status[stopped], taken[stopped] = False, st[~act], tk[~act]
-        if full and parked.any():  # rows this block wrote for points parked before it
-            idx = torch.nonzero(parked).flatten()
+            stopped_count += len(stopped)
+        if full and parked:  # rows this block wrote for points parked before it
+            idx = torch.nonzero(~active).flatten()
+            idx = idx[taken[idx] < k0]
             r = slice(rows_before, len(rec.steps))
             rec.path[r, idx], rec.values[r, idx], rec.norms[r, idx] = (
                 held[0][idx],
@@ -391,7 +430,7 @@ def compiled_loop(objective, grad, plan, x0, s, rec, interrupted, bar):
                 held[2][idx],
             )
         k = k1 - 1
-        if not active.any():  # the eager loop stops at the iteration the last point stopped
+        if stopped_count == n:  # the eager loop stops at the iteration the last point stopped
             k = int(taken.max())
             rec.steps = [r for r in rec.steps if r <= k]
             break
@@ -403,6 +442,15 @@ def compiled_loop(objective, grad, plan, x0, s, rec, interrupted, bar):
         prev = (here, v.clone(), gn.clone()) if full else (here, v, gn)  # rows get patched
         k0 = k1
         bar.update(k1)
+    if stopped_count == 0:  # (v and gn may be the recorder's rows: hand out copies)
+        return (
+            here.T.contiguous(),
+            v.clone() if full else v,
+            gn.clone() if full else gn,
+            status,
+            taken,
+            k,
+        )
     final_x = torch.where(active[:, None], here.T, held[0])
     final_v = torch.where(active, v, held[1])
     final_gn = torch.where(active, gn, held[2])
@@ -441,6 +489,10 @@ class _Replay:
         row = rows_before
         for k in range(k0, k1):
             kt = torch.tensor(k, dtype=torch.int32, device=idx.device)
+            if self.kind == "adam":
+                step_size, c2sqrt = _bias_corrections(self.h, k + 1)
+                self.h["step_size"] = self.h["step_size"].new_tensor(step_size)
+                self.h["c2sqrt"] = self.h["c2sqrt"].new_tensor(c2sqrt)
             out = self.step(cols, *before, active, status, taken, kt, state, self.h, *self.limits)
             new, active, status, taken, state, here, v, gn = out
             if s.every is not None and k % s.every == 0:

@@ -32,7 +32,7 @@ from . import optimizers as optimizer_registry
 from .descent import descend
 from .errors import DescentError, check_positive
 from .starts import random as random_starts
-from .trajectory import DIVERGED
+from .trajectory import DIVERGED, INTERRUPTED
 
 DEFAULT_FUNCTIONS = (
     "sphere",
@@ -100,6 +100,8 @@ def run_block(block: Block) -> tuple[dict, np.ndarray]:
         progress=False,
     )
     elapsed = time.perf_counter() - began
+    if (run.status_ == INTERRUPTED).any():  # Ctrl-C inside the run: stop the sweep, not the block
+        raise KeyboardInterrupt
     gaps = run.values - objective.minimum_value  # (rows, N); rows are steps 0..k
     hit = gaps <= block.target
     reached = hit.any(axis=0)
@@ -256,6 +258,10 @@ def bench(
             for s in range(seed + 1, seed + 1 + seeds)
         ]
         reported = runner(report, progress, len(tune), total)
+    except KeyboardInterrupt:
+        if out is not None and runner.finished:  # keep what was computed
+            save_table(pd.DataFrame(runner.finished, columns=list(COLUMNS)), out)
+        raise
     finally:
         runner.close()
     hits = {}
@@ -291,10 +297,14 @@ def _choose(rows: list[dict]) -> dict[tuple[str, str], float]:
 class _Local:
     """Blocks one after another in this process."""
 
+    def __init__(self):
+        self.finished: list[dict] = []  # rows of finished blocks, for a run cut short
+
     def __call__(self, blocks, progress, done, total):
         out = []
         for i, block in enumerate(blocks):
             out.append(run_block(block))
+            self.finished.append(out[-1][0])
             if progress is not None:
                 progress(done + i + 1, total)
         return out
@@ -314,6 +324,7 @@ class _Dask:
                 "scheduler= needs Dask: pip install 'descentlab[scale]' (dask[distributed])"
             ) from None
         self.cluster = None
+        self.finished: list[dict] = []
         try:
             if scheduler == "local":
                 self.cluster = LocalCluster(threads_per_worker=1, processes=True)
@@ -337,6 +348,7 @@ class _Dask:
         out: list = [None] * len(blocks)
         for count, future in enumerate(as_completed(futures), start=1):
             out[index[future.key]] = future.result()
+            self.finished.append(out[index[future.key]][0])
             if progress is not None:
                 progress(done + count, total)
         return out
