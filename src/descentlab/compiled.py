@@ -310,7 +310,7 @@ def _lean(fn: Callable, kind: str, nesterov: bool, order: float, clamp: bool, ou
     def record(path, values, norms, *args):
         x = args[0]
         new, state, v, gn = step(*args)
-        path.copy_(torch.stack(x.unbind(0), dim=-1))
+        path.copy_(x)  # the recorder's (d, N) row: see Recorder.coordinate_layout
         values.copy_(v)
         norms.copy_(gn)
         return new, state
@@ -367,6 +367,8 @@ def compiled_loop(objective, grad, plan, x0, s, rec, interrupted, bar):
         )
     )
     rec.engine = "compiled"
+    if full:
+        rec.coordinate_layout()
     replay = _Replay(objective, plan, s, dtype, device)
     x = x0.T.contiguous()
     state = _state(_kind(plan), x)
@@ -424,11 +426,7 @@ def compiled_loop(objective, grad, plan, x0, s, rec, interrupted, bar):
             idx = torch.nonzero(~active).flatten()
             idx = idx[taken[idx] < k0]
             r = slice(rows_before, len(rec.steps))
-            rec.path[r, idx], rec.values[r, idx], rec.norms[r, idx] = (
-                held[0][idx],
-                held[1][idx],
-                held[2][idx],
-            )
+            rec.put(r, idx, held[0][idx], held[1][idx], held[2][idx])
         k = k1 - 1
         if stopped_count == n:  # the eager loop stops at the iteration the last point stopped
             k = int(taken.max())
@@ -497,7 +495,7 @@ class _Replay:
             new, active, status, taken, state, here, v, gn = out
             if s.every is not None and k % s.every == 0:
                 x = torch.stack(here, dim=-1)
-                rec.path[row, idx], rec.values[row, idx], rec.norms[row, idx] = x, v, gn
+                rec.put(row, idx, x, v, gn)
                 row += 1
             before, cols = (here, v, gn), new
         moved = torch.stack(new)
