@@ -64,8 +64,12 @@ def test_rates_are_chosen_on_the_tuning_seed_and_reported_on_fresh_ones(small):
         ).iloc[0]
         assert group.chosen.sum() == 1 and group[group.chosen].lr.item() == best.lr
         assert set(report[(report.function == fn) & (report.optimizer == opt)].lr) == {best.lr}
-    # gd on the sphere: 0.3 converges fastest (|1 - 2 lr| = 0.4 is the smallest factor)
-    assert small.chosen.set_index(["function", "optimizer"]).lr[("sphere", "gd")] == 0.3
+    # gd on the sphere: 0.3 converges fastest (|1 - 2 lr| = 0.4 is the smallest factor), and
+    # it is the largest rate tried, which the result points out
+    chosen = small.chosen.set_index(["function", "optimizer"])
+    assert chosen.lr[("sphere", "gd")] == 0.3 and chosen.edge[("sphere", "gd")] == "high"
+    assert "sphere / gd: the best rate, 0.3, is the largest tried" in small.edges()
+    assert all(chosen.edge[chosen.lr == 0.03] == "")
 
 
 def test_ecdf_rises_to_the_reported_success_rate(small):

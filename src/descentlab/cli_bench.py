@@ -96,6 +96,12 @@ def register(app: typer.Typer, friendly) -> None:
                 steps_text,
             )
         out.print(table)
+        edges = result.edges()
+        if edges:
+            out.print(
+                f"{len(edges)} chosen rate(s) lie at the edge of --lrs; a better one may lie "
+                "beyond: " + "; ".join(edges)
+            )
         if out_path is not None:
             out.print(f"table: {out_path}")
         if report is not None:

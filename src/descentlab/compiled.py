@@ -372,7 +372,12 @@ def compiled_loop(objective, grad, plan, x0, s, rec, interrupted, bar):
     replay = _Replay(objective, plan, s, dtype, device)
     x = x0.T.contiguous()
     state = _state(_kind(plan), x)
-    held = (x0.clone(), torch.zeros(n, dtype=dtype, device=device), torch.zeros_like(x0[:, 0]))
+    # where stopped points ended (written when they stop; untouched pages cost nothing)
+    held = (
+        torch.empty_like(x0),
+        torch.empty(n, dtype=dtype, device=device),
+        torch.empty(n, dtype=dtype, device=device),
+    )
     active = torch.ones(n, dtype=torch.bool, device=device)
     status = torch.zeros(n, dtype=torch.int8, device=device)
     taken = torch.zeros(n, dtype=torch.int64, device=device)

@@ -124,7 +124,9 @@ def _as_array(start) -> np.ndarray:
     if isinstance(start, torch.Tensor):
         return start.detach().cpu().to(torch.float64).numpy()
     try:
-        arr = np.asarray(start, dtype=np.float64)
+        arr = np.asarray(start)
+        if arr.dtype.kind != "f":  # float32 and float64 arrays are used as they are
+            arr = arr.astype(np.float64)
     except (TypeError, ValueError):
         raise StartError(
             f"start must be a number, a point (x, y, ...) or an (N, d) array, got {start!r}"
@@ -165,4 +167,4 @@ def resolve(
             f"start point {i} has a non-finite coordinate ({arr[i].tolist()}); "
             "every coordinate must be a finite number"
         )
-    return torch.as_tensor(arr, dtype=dtype, device=device).clone(), single, ()
+    return torch.tensor(arr, dtype=dtype, device=device), single, ()  # always a copy

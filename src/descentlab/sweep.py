@@ -142,12 +142,31 @@ class BenchResult:
 
     @property
     def chosen(self) -> pd.DataFrame:
-        """The rate chosen per (function, optimizer) and its mean results over fresh seeds."""
+        """The rate chosen per (function, optimizer) and its mean results over fresh seeds.
+        `edge` says when the chosen rate is the largest or smallest tried ("high", "low"):
+        a better one may lie outside the grid."""
         report = self.table[self.table.phase == "report"]
         keys = ["function", "optimizer", "lr"]
-        return report.groupby(keys, sort=False, as_index=False)[
+        out = report.groupby(keys, sort=False, as_index=False)[
             ["success_rate", "diverged_fraction", "median_steps_to_target", "median_final_gap"]
         ].mean()
+        tried = self.table[self.table.phase == "tune"].lr
+        if tried.nunique() > 1:
+            out["edge"] = np.select(
+                [out.lr == tried.max(), out.lr == tried.min()], ["high", "low"], default=""
+            )
+        else:
+            out["edge"] = ""
+        return out
+
+    def edges(self) -> list[str]:
+        """One line per (function, optimizer) whose chosen rate lies at the edge of the grid."""
+        return [
+            f"{row.function} / {row.optimizer}: the best rate, {row.lr:g}, is the "
+            f"{'largest' if row.edge == 'high' else 'smallest'} tried"
+            for row in self.chosen.itertuples()
+            if row.edge
+        ]
 
     def ecdf(self, points: int = 60) -> pd.DataFrame:
         """COCO-style ECDF per (function, optimizer): the fraction of all reported starts that
