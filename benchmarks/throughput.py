@@ -1,6 +1,7 @@
 """Point-steps per second of gradient descent on Himmelblau, every implementation side by side.
 
     .venv/bin/python benchmarks/throughput.py [--points N] [--steps S] [--reps 5] [--threads 1]
+                                              [--device cuda] [--out-dir DIR]
                                               [--no-scaling] [--no-compile-times]
 
 Rows (each run `--reps` times, alternating, median reported):
@@ -95,14 +96,17 @@ def seed_style(x0, steps):
     return np.array(out)
 
 
+DEVICE = "cpu"  # --device: where the torch and descentlab rows run (numpy, C and JAX stay on CPU)
+
+
 def torch_eager(x0, steps):
-    x = torch.tensor(x0, requires_grad=True)
+    x = torch.tensor(x0, requires_grad=True, device=DEVICE)
     for _ in range(steps):
         himmelblau(x).sum().backward()
         with torch.no_grad():
             x -= LR * x.grad
         x.grad = None
-    return x.detach().numpy()
+    return x.detach().cpu().numpy()
 
 
 def numpy_hand(x0, steps):
@@ -121,16 +125,23 @@ _compiled_step = torch.compile(lambda x: x - LR * _grad_soa(x))
 
 
 def compiled_step(x0, steps):
-    x = torch.tensor(x0.T.copy())
+    x = torch.tensor(x0.T.copy(), device=DEVICE)
     for _ in range(steps):
         x = _compiled_step(x)
-    return x.T.numpy()
+    return x.T.cpu().numpy()
 
 
 def descentlab(engine, optimizer="gd", record="final"):
     def run(x0, steps):
         r = dl.descend(
-            "himmelblau", x0, optimizer=optimizer, lr=LR, steps=steps, record=record, engine=engine
+            "himmelblau",
+            x0,
+            optimizer=optimizer,
+            lr=LR,
+            steps=steps,
+            record=record,
+            engine=engine,
+            device=DEVICE,
         )
         return r.x
 
@@ -235,6 +246,7 @@ def peak():  # VmHWM: a forked child starts with its parent's high-water mark, s
 
 
 n, steps, engine, record = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+device = sys.argv[6]
 start = dl.random(n, seed=0)
 try:
     open("/proc/self/clear_refs", "w").write("5")
@@ -244,7 +256,9 @@ base = peak()
 times = []
 for _ in range(int(sys.argv[5])):
     began = time.perf_counter()
-    run = dl.descend("himmelblau", start, lr=0.01, steps=steps, record=record, engine=engine)
+    run = dl.descend(
+        "himmelblau", start, lr=0.01, steps=steps, record=record, engine=engine, device=device
+    )
     times.append(time.perf_counter() - began)
 print(run.meta["engine"], times[0], min(times[1:] or times), base, peak())
 """
@@ -253,7 +267,7 @@ print(run.meta["engine"], times[0], min(times[1:] or times), base, peak())
 def probe(n, steps, engine, record="final", reps=1, env=None):
     """One fresh process: (engine used, first call s, best later call s, rss before, peak)."""
     out = subprocess.run(
-        [sys.executable, "-c", PROBE, str(n), str(steps), engine, record, str(reps)],
+        [sys.executable, "-c", PROBE, str(n), str(steps), engine, record, str(reps), DEVICE],
         capture_output=True,
         text=True,
         check=True,
@@ -313,8 +327,14 @@ def main() -> None:
         "--seed-points", type=int, default=200, help="points for the (slow) seed-style loop"
     )
     ap.add_argument("--no-scaling", action="store_true")
+    ap.add_argument(
+        "--device", default="cpu", help="cpu or cuda, for the torch and descentlab rows"
+    )
     ap.add_argument("--no-compile-times", action="store_true")
+    ap.add_argument("--out-dir", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args()
+    global DEVICE
+    DEVICE = args.device
     if args.threads == 1 and hasattr(os, "sched_setaffinity"):  # JAX, numpy and torch alike
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
         os.environ["XLA_FLAGS"] = (
@@ -383,13 +403,18 @@ def main() -> None:
         "torch": torch.__version__,
         "machine": platform.machine(),
         "processor": platform.processor() or platform.machine(),
-        "device": "cpu",
+        "device": (
+            torch.cuda.get_device_name(torch.device(DEVICE))
+            if DEVICE.startswith("cuda")
+            else platform.processor() or "cpu"
+        ),
         "rows": rows,
         "adam_over_gd": rate["descentlab compiled, adam"] / ours,
     }
     table = [
         f"Himmelblau, gradient descent lr {LR}, {args.points:,} points x {args.steps} steps, "
-        f"float32, {args.threads} thread(s), median of {args.reps} alternating repetitions",
+        f"float32, {args.threads} thread(s), torch rows on {DEVICE}, median of {args.reps} "
+        "alternating repetitions",
         "",
         "| implementation | point-steps/s | descentlab compiled is | max diff vs numpy |",
         "|---|---|---|---|",
@@ -423,11 +448,12 @@ def main() -> None:
                 f"| {r['points']:.0e} | {r['engine']} | {r['point_steps_per_s']:.2e} | "
                 f"{r['peak_rss_bytes'] / 2**20:.0f} MiB | {r['bytes_per_point']:.0f} |"
             )
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
+    out = args.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    stem = "throughput" if DEVICE == "cpu" else "throughput_" + DEVICE.replace(":", "")
     for name, text in (
-        ("throughput.json", json.dumps(result, indent=2) + "\n"),
-        ("throughput.md", "\n".join(table) + "\n"),
+        (f"{stem}.json", json.dumps(result, indent=2) + "\n"),
+        (f"{stem}.md", "\n".join(table) + "\n"),
     ):
         tmp = out / (name + ".tmp")
         tmp.write_text(text)
