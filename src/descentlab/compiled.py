@@ -30,6 +30,17 @@ from collections.abc import Callable
 import torch
 
 from .trajectory import CONVERGED, DIVERGED, INTERRUPTED
+from .updates import (
+    HYPER,
+    SUPPORTED,
+    bias_corrections,
+    coordinate_norm,
+    hyper,
+    kind_of,
+    packed_scalars,
+    update_rule,
+    zero_state,
+)
 
 # optimizer name -> (update kind, settings that must keep these values to be compiled)
 _FIXED = {
@@ -39,14 +50,6 @@ _FIXED = {
     "differentiable": False,
     "capturable": False,
     "fused": None,
-}
-SUPPORTED = {
-    "gd": "sgd",
-    "momentum": "sgd",
-    "nesterov": "sgd",
-    "adagrad": "adagrad",
-    "rmsprop": "rmsprop",
-    "adam": "adam",
 }
 _EXTRA_FIXED = {
     "sgd": {"dampening": 0},
@@ -83,18 +86,10 @@ def unsupported(objective, plan, grad) -> str | None:
     return None
 
 
-def _kind(plan) -> str:
-    """The update to compile: plain gradient descent (SGD without momentum) keeps no state."""
-    kind = SUPPORTED[plan.name]
-    if kind == "sgd" and not plan.kwargs.get("momentum", 0.0):
-        return "gd"
-    return kind
-
-
 def _key(objective, plan, d, dtype, device, order, box) -> tuple:
     # registered functions and formulas are identified by name and text; callables by identity
     ident = (objective.name, objective.formula) if objective.formula else id(objective.fn)
-    kind = _kind(plan)
+    kind = kind_of(plan)
     nesterov = bool(plan.kwargs.get("nesterov", False))
     return (ident, objective.style, kind, nesterov, d, dtype, str(device), order, box is not None)
 
@@ -109,105 +104,8 @@ def worth_compiling(objective, plan, n, steps, d, dtype, device, order, box, eve
     if all((*key, out) in _CACHE for out in needed):
         return True
     work = n * steps
-    saved = work / _EAGER_RATE - work / _COMPILED_RATE[_kind(plan)]
+    saved = work / _EAGER_RATE - work / _COMPILED_RATE[kind_of(plan)]
     return saved > _COMPILE_SECONDS
-
-
-_HYPER = ("lr", "momentum", "eps", "alpha", "beta1", "beta2", "step_size", "c2sqrt")
-
-
-def _bias_corrections(h: dict, t: int) -> tuple[float, float]:
-    """Adam's lr / (1 - beta1^t) and sqrt(1 - beta2^t), in double precision on the host, as
-    torch.optim's single-tensor Adam computes them (and one pow per step, not per point)."""
-    beta1, beta2 = float(h["beta1"]), float(h["beta2"])
-    return float(h["lr"]) / (1 - beta1**t), (1 - beta2**t) ** 0.5
-
-
-def _packed(h: dict, tol, limit, dtype, device) -> torch.Tensor:
-    """The lean step's scalars in one tensor: `_HYPER`, then t (set in place each step), tol
-    and the blow-up limit."""
-    values = [float(h[k]) for k in _HYPER] + [0.0, tol, limit]
-    return torch.tensor(values, dtype=dtype, device=device)
-
-
-def _hyper(plan, dtype, device) -> dict[str, torch.Tensor]:
-    kw = plan.kwargs
-    kind = SUPPORTED[plan.name]
-    # the same keys for every optimizer: dynamo checks a cached graph's guards (which index
-    # these keys) against new arguments, and a missing key there raised KeyError
-    values = dict.fromkeys(_HYPER, 0.0)
-    values["lr"] = kw["lr"]
-    if kind == "sgd":
-        values["momentum"] = kw.get("momentum", 0.0)
-    elif kind == "adagrad":
-        values["eps"] = kw.get("eps", 1e-10)
-    elif kind == "rmsprop":
-        values.update(
-            alpha=kw.get("alpha", 0.99), eps=kw.get("eps", 1e-8), momentum=kw.get("momentum", 0.0)
-        )
-    else:
-        beta1, beta2 = kw.get("betas", (0.9, 0.999))
-        values.update(beta1=beta1, beta2=beta2, eps=kw.get("eps", 1e-8))
-    return {k: torch.tensor(float(v), dtype=dtype, device=device) for k, v in values.items()}
-
-
-def _update(kind: str, nesterov: bool):
-    """x_new, state_new = update(x, g, state, hyper, t), following torch.optim's formulas."""
-    if kind == "gd":
-        return lambda x, g, state, h, t: (x - h["lr"] * g, ())
-    if kind == "sgd":
-
-        def sgd(x, g, state, h, t):
-            (buf,) = state
-            buf = h["momentum"] * buf + g  # first step: 0 * 0 + g = g, as torch's clone(g)
-            d = g + h["momentum"] * buf if nesterov else buf
-            return x - h["lr"] * d, (buf,)
-
-        return sgd
-    if kind == "adagrad":
-
-        def adagrad(x, g, state, h, t):
-            (total,) = state
-            total = total + g * g
-            return x - h["lr"] * g / (total.sqrt() + h["eps"]), (total,)
-
-        return adagrad
-    if kind == "rmsprop":
-
-        def rmsprop(x, g, state, h, t):
-            square, buf = state
-            square = h["alpha"] * square + (1 - h["alpha"]) * g * g
-            step = g / (square.sqrt() + h["eps"])
-            buf = h["momentum"] * buf + step
-            return x - h["lr"] * buf, (square, buf)
-
-        return rmsprop
-
-    def adam(x, g, state, h, t):  # h["step_size"], h["c2sqrt"]: `_bias_corrections` at t
-        m, v = state
-        m = torch.lerp(m, g, 1 - h["beta1"])
-        v = h["beta2"] * v + (1 - h["beta2"]) * g * g
-        denom = v.sqrt() / h["c2sqrt"] + h["eps"]
-        return x - h["step_size"] * (m / denom), (m, v)
-
-    return adam
-
-
-def _state(kind: str, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    count = {"gd": 0, "sgd": 1, "adagrad": 1, "rmsprop": 2, "adam": 2}[kind]
-    return tuple(torch.zeros_like(x) for _ in range(count))
-
-
-def _norm(cols: tuple[torch.Tensor, ...], order: float) -> torch.Tensor:
-    """Norm across coordinates held as separate ``(N,)`` tensors, as element-wise operations."""
-    if order == math.inf:
-        out = cols[0].abs()
-        for c in cols[1:]:
-            out = torch.maximum(out, c.abs())
-        return out
-    if order == 1:
-        return sum((c.abs() for c in cols[1:]), cols[0].abs())
-    return sum((c * c for c in cols[1:]), cols[0] * cols[0]).sqrt()
 
 
 def _iteration(fn: Callable, kind: str, nesterov: bool, order: float, clamp: bool, full: bool):
@@ -217,7 +115,7 @@ def _iteration(fn: Callable, kind: str, nesterov: bool, order: float, clamp: boo
     with ``(N,)`` masks was split into several loops and ran at half this speed. `full` also
     returns the (reverted) position, value and gradient norm, for recording.
     """
-    update = _update(kind, nesterov)
+    update = update_rule(kind, nesterov)
 
     def value_sum(cols):
         v = fn(torch.stack(cols, dim=-1))
@@ -227,8 +125,8 @@ def _iteration(fn: Callable, kind: str, nesterov: bool, order: float, clamp: boo
 
     def iteration(cols, prev, vp, gnp, active, status, taken, k, state, h, tol, limit, lo, hi):
         g, (_, v) = value_and_grad(cols)
-        gn = _norm(g, order)
-        ok = torch.isfinite(v) & torch.isfinite(gn) & (_norm(cols, math.inf) <= limit)
+        gn = coordinate_norm(g, order)
+        ok = torch.isfinite(v) & torch.isfinite(gn) & (coordinate_norm(cols, math.inf) <= limit)
         bad = active & ~ok
         back = bad & (k > 0)  # at the start there is no earlier position to go back to
         cols = tuple(torch.where(back, p, c) for p, c in zip(prev, cols, strict=True))
@@ -270,7 +168,7 @@ def _lean(fn: Callable, kind: str, nesterov: bool, order: float, clamp: bool, ou
     expression it split into two loops and recomputed the gradient per row (5x slower); a bool
     output cost 4x more than a float one, hence the NaN.
     """
-    update = _update(kind, nesterov)
+    update = update_rule(kind, nesterov)
 
     def value_sum(x):
         v = fn(x.T)
@@ -279,13 +177,13 @@ def _lean(fn: Callable, kind: str, nesterov: bool, order: float, clamp: bool, ou
     value_and_grad = torch.func.grad_and_value(value_sum, has_aux=True)
 
     def step(x, state, packed, lo, hi):
-        # one tensor of scalars (`_packed`): dynamo checks one argument's guards, not eleven
-        h = dict(zip(_HYPER, packed.unbind(0), strict=False))
-        t, tol, limit = packed[len(_HYPER)], packed[len(_HYPER) + 1], packed[len(_HYPER) + 2]
+        # one tensor of scalars (`packed_scalars`): dynamo checks one argument's guards, not eleven
+        h = dict(zip(HYPER, packed.unbind(0), strict=False))
+        t, tol, limit = packed[len(HYPER)], packed[len(HYPER) + 1], packed[len(HYPER) + 2]
         g, (_, v) = value_and_grad(x)
         rows, grads = x.unbind(0), g.unbind(0)
-        gn = _norm(grads, order)
-        ok = torch.isfinite(v) & torch.isfinite(gn) & (_norm(rows, math.inf) <= limit)
+        gn = coordinate_norm(grads, order)
+        ok = torch.isfinite(v) & torch.isfinite(gn) & (coordinate_norm(rows, math.inf) <= limit)
         event = ~ok | (gn < tol)
         new, states = [], []
         for j, (row, gj) in enumerate(zip(rows, grads, strict=True)):
@@ -334,7 +232,7 @@ def _compiled(objective, plan, d, dtype, device, order, box, out: str):
     step = _CACHE.get(key)
     if step is None:
         _raise_recompile_limit()
-        kind = _kind(plan)
+        kind = kind_of(plan)
         nesterov = bool(plan.kwargs.get("nesterov", False))
         step = torch.compile(_lean(objective.fn, kind, nesterov, order, box is not None, out))
         _CACHE[key] = step
@@ -371,7 +269,7 @@ def compiled_loop(objective, grad, plan, x0, s, rec, interrupted, bar):
         rec.coordinate_layout()
     replay = _Replay(objective, plan, s, dtype, device)
     x = x0.T.contiguous()
-    state = _state(_kind(plan), x)
+    state = zero_state(kind_of(plan), x)
     # where stopped points ended (written when they stop; untouched pages cost nothing)
     held = (
         torch.empty_like(x0),
@@ -383,10 +281,10 @@ def compiled_loop(objective, grad, plan, x0, s, rec, interrupted, bar):
     taken = torch.zeros(n, dtype=torch.int64, device=device)
     prev = None  # position, value and norm at the iteration before the block
     tol, limit, lo, hi = replay.limits
-    packed = _packed(replay.h, float(tol), float(limit), dtype, device)
-    clock = packed[len(_HYPER)]  # t, the step count
-    adam = _kind(plan) == "adam"
-    corrections = (packed[_HYPER.index("step_size")], packed[_HYPER.index("c2sqrt")])
+    packed = packed_scalars(replay.h, float(tol), float(limit), dtype, device)
+    clock = packed[len(HYPER)]  # t, the step count
+    adam = kind_of(plan) == "adam"
+    corrections = (packed[HYPER.index("step_size")], packed[HYPER.index("c2sqrt")])
     stopped_count = 0
     k0 = 0
     while True:
@@ -396,9 +294,7 @@ def compiled_loop(objective, grad, plan, x0, s, rec, interrupted, bar):
         for k in range(k0, k1):
             clock.fill_(k + 1)
             if adam:
-                for slot, value in zip(
-                    corrections, _bias_corrections(replay.h, k + 1), strict=True
-                ):
+                for slot, value in zip(corrections, bias_corrections(replay.h, k + 1), strict=True):
                     slot.fill_(value)
             here = x
             if full and k % s.every == 0:
@@ -465,11 +361,11 @@ class _Replay:
     event: from the block's start to its end, recording their rows."""
 
     def __init__(self, objective, plan, s, dtype, device):
-        self.kind = _kind(plan)
+        self.kind = kind_of(plan)
         nesterov = bool(plan.kwargs.get("nesterov", False))
         self.step = _iteration(objective.fn, self.kind, nesterov, s.order, s.box is not None, True)
         self.s = s
-        self.h = _hyper(plan, dtype, device)
+        self.h = hyper(plan, dtype, device)
         scalar = {"dtype": dtype, "device": device}
         tol = torch.tensor(-math.inf if s.tol is None else s.tol, **scalar)
         limit = torch.tensor(s.limit, **scalar)
@@ -493,7 +389,7 @@ class _Replay:
         for k in range(k0, k1):
             kt = torch.tensor(k, dtype=torch.int32, device=idx.device)
             if self.kind == "adam":
-                step_size, c2sqrt = _bias_corrections(self.h, k + 1)
+                step_size, c2sqrt = bias_corrections(self.h, k + 1)
                 self.h["step_size"] = self.h["step_size"].new_tensor(step_size)
                 self.h["c2sqrt"] = self.h["c2sqrt"].new_tensor(c2sqrt)
             out = self.step(cols, *before, active, status, taken, kt, state, self.h, *self.limits)

@@ -31,6 +31,7 @@ from . import functions as registry
 from . import optimizers as optimizer_registry
 from .descent import descend
 from .errors import DescentError, check_positive
+from .runners import runner_for
 from .starts import random as random_starts
 from .trajectory import DIVERGED, INTERRUPTED
 
@@ -245,7 +246,7 @@ def bench(
         _table_format(out)  # a bad extension fails before any work
     if engine not in ("auto", "eager", "compiled"):
         raise DescentError(f"engine must be 'auto', 'eager' or 'compiled', got {engine!r}")
-    runner = _runner(scheduler)
+    runner = runner_for(scheduler)
     try:
         tune = [
             Block(f, dim, o, float(lr), seed, starts, steps, target, "tune", engine)
@@ -254,7 +255,7 @@ def bench(
             for lr in lrs
         ]
         total = len(tune) + len(names) * len(optimizers) * seeds
-        results = runner(tune, progress, 0, total)
+        results = runner(run_block, tune, progress, 0, total)
         rows = [row for row, _ in results]
         best = _choose(rows)
         for row in rows:
@@ -276,7 +277,7 @@ def bench(
             for o in optimizers
             for s in range(seed + 1, seed + 1 + seeds)
         ]
-        reported = runner(report, progress, len(tune), total)
+        reported = runner(run_block, report, progress, len(tune), total)
     except KeyboardInterrupt:
         if out is not None and runner.finished:  # keep what was computed
             save_table(pd.DataFrame(runner.finished, columns=list(COLUMNS)), out)
@@ -311,83 +312,6 @@ def _choose(rows: list[dict]) -> dict[tuple[str, str], float]:
         if key not in best or score < best[key]:
             best[key] = score
     return {key: score[-1] for key, score in best.items()}
-
-
-class _Local:
-    """Blocks one after another in this process."""
-
-    def __init__(self):
-        self.finished: list[dict] = []  # rows of finished blocks, for a run cut short
-
-    def __call__(self, blocks, progress, done, total):
-        out = []
-        for i, block in enumerate(blocks):
-            out.append(run_block(block))
-            self.finished.append(out[-1][0])
-            if progress is not None:
-                progress(done + i + 1, total)
-        return out
-
-    def close(self):
-        pass
-
-
-class _Dask:
-    """Blocks as Dask tasks; results come back in the order of `blocks`."""
-
-    def __init__(self, scheduler: str):
-        try:
-            from distributed import Client, LocalCluster
-        except ImportError:
-            raise DescentError(
-                "scheduler= needs Dask: pip install 'descentlab[scale]' (dask[distributed])"
-            ) from None
-        self.cluster = None
-        self.finished: list[dict] = []
-        try:
-            if scheduler == "local":
-                self.cluster = LocalCluster(threads_per_worker=1, processes=True)
-                self.client = Client(self.cluster)
-            else:
-                self.client = Client(scheduler, timeout="5s")
-        except (OSError, TimeoutError) as exc:
-            if self.cluster is not None:
-                self.cluster.close()
-            raise DescentError(
-                f"cannot reach the Dask scheduler at {scheduler} ({type(exc).__name__}); start "
-                "one with `dask scheduler` and workers with `dask worker ADDRESS`, or use "
-                "--scheduler local"
-            ) from None
-
-    def __call__(self, blocks, progress, done, total):
-        from distributed import as_completed
-
-        futures = self.client.map(run_block, blocks, pure=False)
-        index = {f.key: i for i, f in enumerate(futures)}
-        out: list = [None] * len(blocks)
-        for count, future in enumerate(as_completed(futures), start=1):
-            out[index[future.key]] = future.result()
-            self.finished.append(out[index[future.key]][0])
-            if progress is not None:
-                progress(done + count, total)
-        return out
-
-    def close(self):
-        self.client.close()
-        if self.cluster is not None:
-            self.cluster.close()
-
-
-def _runner(scheduler: str | None):
-    if scheduler is None:
-        return _Local()
-    if not isinstance(scheduler, str) or not (
-        scheduler == "local" or "://" in scheduler or ":" in scheduler
-    ):
-        raise DescentError(
-            f"scheduler must be 'local' or a Dask address like tcp://host:8786, got {scheduler!r}"
-        )
-    return _Dask(scheduler)
 
 
 def _check_names(fns, opts, lrs, dim) -> list[str]:
