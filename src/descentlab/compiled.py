@@ -15,9 +15,9 @@ last step reports which points are frozen, and only those are run again from the
 through the full iteration (`_iteration`, the eager loop's rules in the same order). Every
 other point took exactly the steps the full rules would have taken.
 
-The update rules are torch.optim's single-tensor formulas, so the engines agree to float
-rounding (tested for every optimizer here). Hyper-parameters enter as 0-d tensors, so a new
-learning rate reuses the compiled code.
+The update rules are torch.optim's single-tensor formulas (`updates`), so the engines agree to
+float rounding (tested for every optimizer here). Hyper-parameters enter packed in one tensor,
+so a new learning rate reuses the compiled code.
 """
 
 from __future__ import annotations
@@ -58,11 +58,11 @@ _EXTRA_FIXED = {
     "adam": {"amsgrad": False, "decoupled_weight_decay": False},
 }
 # Measured here (Himmelblau, 1e6 points, 1 thread, record="final"): the eager engine runs
-# 2e7 point-steps/s; compiled, warm: gd 5e8, momentum 3.3e8, adam 2.2e8. A run compiles two
-# kernels (the plain step and the one that returns flags); g++ takes 3.5-4 s for each, so a
-# cold first call takes about 13 s (about 3.5 s when inductor's on-disk cache has them). `auto`
-# compiles only when the time saved exceeds a cold compile.
-_COMPILE_SECONDS = 13.0
+# 2e7 point-steps/s; compiled, warm: gd 4-6e8, momentum 3e8, adam 2-2.5e8. A run compiles two
+# kernels (the plain step and the one that returns flags); g++ takes about 4 s for each, so a
+# cold first call in a fresh process takes 16-23 s (4-5 s when inductor's on-disk cache has
+# them). `auto` compiles only when the time saved exceeds a cold compile.
+_COMPILE_SECONDS = 16.0
 _EAGER_RATE = 2e7
 _COMPILED_RATE = {"gd": 5e8, "sgd": 3e8, "adagrad": 2.5e8, "rmsprop": 2.5e8, "adam": 2e8}
 _CACHE: dict[tuple, Callable] = {}
@@ -98,9 +98,7 @@ def worth_compiling(objective, plan, n, steps, d, dtype, device, order, box, eve
     """Compile when the step is already compiled, or when the eager time saved exceeds a cold
     compile."""
     key = _key(objective, plan, d, dtype, device, order, box)
-    needed = (
-        {"plain", "flags"} if every is None else {"record"} | ({"flags"} if every > 1 else set())
-    )
+    needed = {"plain", "flags"} if every is None else {"record"} if every == 1 else _OUTPUTS
     if all((*key, out) in _CACHE for out in needed):
         return True
     work = n * steps
