@@ -158,6 +158,27 @@ def test_a_failed_compile_falls_back_to_eager_with_a_note(monkeypatch):
     )
 
 
+@pytest.mark.parametrize("record", ["all", 2, "final"])
+def test_a_kernel_that_fails_at_its_first_call_falls_back_too(monkeypatch, record):
+    # torch.compile is lazy: the C++ build runs at a kernel's first call, which in a recording
+    # run comes after the recorder handed out a row
+    def lazy_failure(fn, *args, **kwargs):
+        def call(*a, **k):
+            raise RuntimeError("g++ failed")
+
+        return call
+
+    monkeypatch.setattr(compiled, "_CACHE", {})
+    monkeypatch.setattr(torch, "compile", lazy_failure)
+    kw = dict(start=dl.grid(5), steps=20, tol=1e-3, record=record)
+    with pytest.warns(UserWarning, match="g.. failed.*running eager"):
+        run = dl.descend("himmelblau", engine="compiled", **kw)
+    eager = dl.descend("himmelblau", engine="eager", **kw)
+    assert run.meta["engine"] == "eager"
+    np.testing.assert_array_equal(run.path, eager.path)
+    np.testing.assert_array_equal(run.recorded, eager.recorded)
+
+
 def test_ctrl_c_stops_the_compiled_engine_at_a_block_end(monkeypatch):
     import contextlib
 

@@ -411,8 +411,10 @@ def loop_or_fallback(eager_loop: Callable) -> Callable:
         try:
             return compiled_loop(objective, grad, plan, x0, s, rec, interrupted, bar)
         except Exception as exc:  # torch.compile can fail in many ways; eager always works
-            if rec.steps:  # it ran a while and then failed: that is a real error, not a compile one
-                raise
+            # (compilation happens at each kernel's first call, which for a recording run comes
+            # after a row was taken: start the record afresh; an error of f itself recurs in
+            # the eager loop and is raised from there)
+            rec.reset()
             first = (
                 str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
             )

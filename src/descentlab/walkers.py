@@ -99,6 +99,14 @@ class Recorder:
         self.engine = "eager"  # which loop filled it (set by the loop)
         self.by_coordinates = False
 
+    def reset(self) -> None:
+        """Forget every row (a loop that failed hands over to another)."""
+        self.steps.clear()
+        if self.by_coordinates:
+            rows, d, n = self.path.shape
+            self.path = torch.empty((rows, n, d), dtype=self.path.dtype)
+            self.by_coordinates = False
+
     def coordinate_layout(self) -> None:
         rows, n, d = self.path.shape
         self.path = torch.empty((rows, d, n), dtype=self.path.dtype)
