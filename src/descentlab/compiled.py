@@ -42,7 +42,7 @@ from .updates import (
     zero_state,
 )
 
-# optimizer name -> (update kind, settings that must keep these values to be compiled)
+# settings that must keep these values for a run to be compiled (all optimizers, then per kind)
 _FIXED = {
     "weight_decay": 0,
     "maximize": False,
@@ -106,12 +106,11 @@ def worth_compiling(objective, plan, n, steps, d, dtype, device, order, box, eve
     return saved > _COMPILE_SECONDS
 
 
-def _iteration(fn: Callable, kind: str, nesterov: bool, order: float, clamp: bool, full: bool):
-    """One iteration on coordinates held as a tuple of ``(N,)`` tensors.
-
-    Keeping every tensor the same shape lets inductor emit one fused loop; a ``(d, N)`` tensor
-    with ``(N,)`` masks was split into several loops and ran at half this speed. `full` also
-    returns the (reverted) position, value and gradient norm, for recording.
+def _iteration(fn: Callable, kind: str, nesterov: bool, order: float, clamp: bool):
+    """One iteration with every rule of the eager loop, in its order, on coordinates held as a
+    tuple of ``(N,)`` tensors; run eagerly by `_Replay` on the points of a block that met an
+    event. Returns the next position, the stop state, and the (reverted) position, value and
+    gradient norm of this iteration, for recording.
     """
     update = update_rule(kind, nesterov)
 
@@ -143,8 +142,6 @@ def _iteration(fn: Callable, kind: str, nesterov: bool, order: float, clamp: boo
         if clamp:
             moved = tuple(torch.clamp(m, lo[j], hi[j]) for j, m in enumerate(moved))
         new = tuple(torch.where(active, m, c) for m, c in zip(moved, cols, strict=True))
-        if not full:
-            return new, active, status, taken, state
         v = torch.where(back, vp, v)
         gn = torch.where(back, gnp, gn)
         return new, active, status, taken, state, cols, v, gn
@@ -361,14 +358,13 @@ class _Replay:
     def __init__(self, objective, plan, s, dtype, device):
         self.kind = kind_of(plan)
         nesterov = bool(plan.kwargs.get("nesterov", False))
-        self.step = _iteration(objective.fn, self.kind, nesterov, s.order, s.box is not None, True)
+        self.step = _iteration(objective.fn, self.kind, nesterov, s.order, s.box is not None)
         self.s = s
         self.h = hyper(plan, dtype, device)
         scalar = {"dtype": dtype, "device": device}
         tol = torch.tensor(-math.inf if s.tol is None else s.tol, **scalar)
         limit = torch.tensor(s.limit, **scalar)
-        d = None if s.box is None else len(s.box[0])
-        lo, hi = s.box if d else (torch.zeros(1, **scalar), torch.zeros(1, **scalar))
+        lo, hi = s.box if s.box is not None else (torch.zeros(1, **scalar),) * 2
         self.limits = (tol, limit, lo, hi)
 
     def __call__(self, idx, start, start_state, prev, k0, k1, rec, rows_before):

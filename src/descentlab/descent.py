@@ -90,10 +90,11 @@ def descend(
         blowup: a point with a coordinate beyond this magnitude is diverged (default
             1e6 × the largest magnitude among the starts, the domain and 1).
         max_memory: bytes the recording may use (default 80% of available memory).
-        engine: ``"eager"`` (torch.optim, autograd, every feature), ``"compiled"`` (one
-            torch.compile'd iteration on a structure-of-arrays layout, for gd, momentum,
-            nesterov, adagrad, rmsprop and adam with autograd gradients), or ``"auto"``: compiled
-            when the work repays the compile time or the step is already compiled.
+        engine: ``"eager"`` (torch.optim, autograd, every feature), ``"compiled"`` (gradient
+            and update compiled together on a structure-of-arrays layout, stop rules checked
+            every 16 steps with an exact replay, for gd, momentum, nesterov, adagrad, rmsprop
+            and adam with autograd gradients), or ``"auto"``: compiled when the work repays
+            the compile time or the steps are already compiled.
         **hyper: optimizer hyper-parameters (``momentum=0.9``, ``betas=(0.9, 0.99)``, ...).
 
     Returns:
@@ -111,8 +112,7 @@ def descend(
     check_positive("blowup", blowup)
     order = _norm(norm)
     every = _record_every(record)
-    if engine not in ("auto", "eager", "compiled"):
-        raise DescentError(f"engine must be 'auto', 'eager' or 'compiled', got {engine!r}")
+    check_engine(engine)
     _check_hyper(optimizer, hyper)
     plan = optimizers.resolve(optimizer, lr, **hyper)
     problem = resolve_problem(
@@ -254,6 +254,11 @@ def _choose_engine(engine, objective, plan, grad, n, steps, d, dtype, device, or
     ):
         return eager_loop
     return compiled.loop_or_fallback(eager_loop)
+
+
+def check_engine(engine) -> None:
+    if engine not in ("auto", "eager", "compiled"):
+        raise DescentError(f"engine must be 'auto', 'eager' or 'compiled', got {engine!r}")
 
 
 def gradient_norm(g: torch.Tensor, order: float) -> torch.Tensor:

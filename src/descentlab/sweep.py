@@ -29,7 +29,7 @@ import pandas as pd
 
 from . import functions as registry
 from . import optimizers as optimizer_registry
-from .descent import descend
+from .descent import check_engine, descend
 from .errors import DescentError, check_positive
 from .runners import runner_for
 from .starts import random as random_starts
@@ -244,8 +244,7 @@ def bench(
     check_positive("target", target)
     if out is not None:
         _table_format(out)  # a bad extension fails before any work
-    if engine not in ("auto", "eager", "compiled"):
-        raise DescentError(f"engine must be 'auto', 'eager' or 'compiled', got {engine!r}")
+    check_engine(engine)
     runner = runner_for(scheduler)
     try:
         tune = [
