@@ -10,6 +10,8 @@ Rows (each run `--reps` times, alternating, median reported):
   torch eager            one (N, 2) tensor, autograd, x -= lr * grad
   numpy                  the gradient written by hand, vectorized
   torch.compile step     one compiled step on a (2, N) layout (the layout inductor vectorizes)
+  torch.compile, 4 steps the gradient written by hand, coordinates as separate tensors, 4 steps
+                         unrolled in one call (one loop, each point in registers across them)
   JAX                    jit(vmap(grad)) in lax.fori_loop; lax.scan recording positions, and
                          recording positions, values and gradient norms (what a Trajectory holds)
   descentlab             dl.descend, eager and compiled (gd, adam; final only and record="all")
@@ -17,8 +19,10 @@ Rows (each run `--reps` times, alternating, median reported):
                          through all steps (the compute bound)
 
 Every implementation must land on the same final points (max |difference| is reported).
-Also: first-call times of the compiled engine in fresh processes (cold: empty inductor cache;
-warm: the cache filled), 10,000 points x 100 steps end to end, and the scaling curve
+Also: first-call times of the compiled engine in fresh processes (first ever: an empty inductor
+cache, which includes torch's one-time CPU probe; cold: a new objective; warm: its kernels
+cached), the import of dynamo and inductor alone, 10,000 points x 100 steps end to end, and the
+scaling curve
 (N = 1e2 ... 1e7) with each run's peak memory, measured in a fresh process per point.
 Writes benchmarks/results/throughput.json and throughput.md.
 JAX and grad-descent-visualizer come from `pip install -e ".[bench]"` plus
@@ -129,6 +133,34 @@ def compiled_step(x0, steps):
     for _ in range(steps):
         x = _compiled_step(x)
     return x.T.cpu().numpy()
+
+
+UNROLL = 4
+
+
+def _hand_step(a, b):
+    p, q = a * a + b - 11, a + b * b - 7
+    return a - LR * (4 * a * p + 2 * q), b - LR * (2 * p + 4 * b * q)
+
+
+def _unrolled(a, b):
+    # coordinates as separate tensors, UNROLL steps per call: inductor fuses them into one
+    # loop that keeps each point in registers across the steps
+    for _ in range(UNROLL):
+        a, b = _hand_step(a, b)
+    return a, b
+
+
+_compiled_unrolled = torch.compile(_unrolled)
+
+
+def compiled_unrolled(x0, steps):
+    a, b = (torch.tensor(c.copy(), device=DEVICE) for c in x0.T)
+    for _ in range(steps // UNROLL):
+        a, b = _compiled_unrolled(a, b)
+    for _ in range(steps % UNROLL):  # (100 steps: none)
+        a, b = _hand_step(a, b)
+    return torch.stack([a, b], dim=1).cpu().numpy()
 
 
 def descentlab(engine, optimizer="gd", record="final"):
@@ -246,7 +278,7 @@ def peak():  # VmHWM: a forked child starts with its parent's high-water mark, s
 
 
 n, steps, engine, record = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
-device = sys.argv[6]
+device, function = sys.argv[6], sys.argv[7]
 start = dl.random(n, seed=0)
 try:
     open("/proc/self/clear_refs", "w").write("5")
@@ -257,17 +289,18 @@ times = []
 for _ in range(int(sys.argv[5])):
     began = time.perf_counter()
     run = dl.descend(
-        "himmelblau", start, lr=0.01, steps=steps, record=record, engine=engine, device=device
+        function, start, lr=0.01, steps=steps, record=record, engine=engine, device=device
     )
     times.append(time.perf_counter() - began)
 print(run.meta["engine"], times[0], min(times[1:] or times), base, peak())
 """
 
 
-def probe(n, steps, engine, record="final", reps=1, env=None):
+def probe(n, steps, engine, record="final", reps=1, env=None, function="himmelblau"):
     """One fresh process: (engine used, first call s, best later call s, rss before, peak)."""
+    args = [str(n), str(steps), engine, record, str(reps), DEVICE, function]
     out = subprocess.run(
-        [sys.executable, "-c", PROBE, str(n), str(steps), engine, record, str(reps), DEVICE],
+        [sys.executable, "-c", PROBE, *args],
         capture_output=True,
         text=True,
         check=True,
@@ -276,16 +309,39 @@ def probe(n, steps, engine, record="final", reps=1, env=None):
     return out[0], *map(float, out[1:])
 
 
+IMPORTS = r"""
+import time, torch, descentlab
+began = time.perf_counter()
+import torch._inductor.compile_fx
+print(time.perf_counter() - began)
+"""
+
+
 def compile_times() -> dict:
-    """First calls in fresh processes: an empty inductor cache (cold), then the filled one
-    (warm); and 10,000 points x 100 steps end to end with each engine (auto included)."""
+    """First calls in fresh processes, 10,000 points x 100 steps, record="final".
+
+    - first_ever: an empty inductor cache (another objective, booth): includes torch's one-time
+      probe of the CPU's vector instructions, which it keeps in that cache;
+    - cold: then Himmelblau, compiled for the first time (what a new objective costs);
+    - warm: Himmelblau again, its kernels in inductor's on-disk cache.
+    Inductor's precompiled header lives outside the cache directory (it is machine-wide and
+    kept). Also: the import of dynamo and inductor alone, and 10,000 x 100 end to end with each
+    engine (auto included)."""
     cache = tempfile.mkdtemp()
     env = {"TORCHINDUCTOR_CACHE_DIR": cache}
     out = {}
-    for label in ("cold", "warm"):
-        _, first, later, *_ = probe(10_000, 100, "compiled", reps=2, env=env)
+    for label, function in (
+        ("first_ever", "booth"),
+        ("cold", "himmelblau"),
+        ("warm", "himmelblau"),
+    ):
+        _, first, later, *_ = probe(10_000, 100, "compiled", reps=2, env=env, function=function)
         out[f"first_call_{label}_s"] = first
         out[f"later_call_{label}_s"] = later
+    imports = subprocess.run(
+        [sys.executable, "-c", IMPORTS], capture_output=True, text=True, check=True
+    )
+    out["import_dynamo_inductor_s"] = float(imports.stdout)
     for engine in ("eager", "compiled", "auto"):
         used, first, *_ = probe(10_000, 100, engine, env=env)
         out[f"10k_x_100_{engine}_s"] = first
@@ -347,6 +403,7 @@ def main() -> None:
         "torch eager": (torch_eager, x0),
         "numpy, hand-written gradient": (numpy_hand, x0),
         "torch.compile step, (2, N)": (compiled_step, x0),
+        f"torch.compile, hand-written gradient, {UNROLL} steps per call": (compiled_unrolled, x0),
         "descentlab eager": (descentlab("eager"), x0),
         "descentlab compiled": (descentlab("compiled"), x0),
         "descentlab compiled, adam": (descentlab("compiled", "adam"), x0),
@@ -361,7 +418,7 @@ def main() -> None:
         impls["JAX lax.scan, recording positions"] = (j[1], x0)
         impls["JAX lax.scan, recording positions, values, norms"] = (j[2], x0)
     for name, (fn, data) in impls.items():  # warm-up: compiles (at the full size), caches
-        fn(data, args.steps if "scan" in name else 2)  # a scan's length is static
+        fn(data, args.steps if "scan" in name else UNROLL)  # a scan's length is static
     times = {name: [] for name in impls}
     finals = {}
     for _ in range(args.reps):

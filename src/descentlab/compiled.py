@@ -59,9 +59,11 @@ _EXTRA_FIXED = {
 }
 # Measured here (Himmelblau, 1e6 points, 1 thread, record="final"): the eager engine runs
 # 2e7 point-steps/s; compiled, warm: gd 4-6e8, momentum 3e8, adam 2-2.5e8. A run compiles two
-# kernels (the plain step and the one that returns flags); g++ takes about 4 s for each, so a
-# cold first call in a fresh process takes 16-23 s (4-5 s when inductor's on-disk cache has
-# them). `auto` compiles only when the time saved exceeds a cold compile.
+# kernels (the plain step and the one that returns flags). A first call in a fresh process
+# (10k points x 100 steps, benchmarks/throughput.py) takes 12-13 s for a new objective, 5-6 s
+# when inductor's on-disk cache has its kernels (importing dynamo and inductor: 2.4-3.6 s of
+# that), and 22-28 s the first time inductor runs on a machine (its one-time CPU probe).
+# `auto` compiles only when the time saved exceeds a cold compile.
 _COMPILE_SECONDS = 16.0
 _EAGER_RATE = 2e7
 _COMPILED_RATE = {"gd": 5e8, "sgd": 3e8, "adagrad": 2.5e8, "rmsprop": 2.5e8, "adam": 2e8}
