@@ -33,7 +33,7 @@ from .descent import check_engine, descend
 from .errors import DescentError, check_positive
 from .runners import runner_for
 from .starts import random as random_starts
-from .trajectory import DIVERGED, INTERRUPTED
+from .trajectory import DIVERGED, INTERRUPTED, atomic_file
 
 DEFAULT_FUNCTIONS = (
     "sphere",
@@ -173,11 +173,10 @@ class BenchResult:
         """COCO-style ECDF per (function, optimizer): the fraction of all reported starts that
         reached the target by step t, at log-spaced t (tidy: function, optimizer, step,
         fraction)."""
+        steps = int(self.table.steps.max())
+        grid = np.concatenate([[0], np.unique(np.geomspace(1, steps, points).astype(int))])
         rows = []
         for (function, optimizer), group in self._hits_by_pair().items():
-            steps = int(self.table.steps.max())
-            grid = np.unique(np.geomspace(1, max(steps, 1), points).astype(int))
-            grid = np.concatenate([[0], grid])
             first = np.concatenate(group)
             reached = first[first >= 0]
             counts = np.searchsorted(np.sort(reached), grid, side="right")
@@ -356,25 +355,17 @@ def _table_format(path) -> str:
 
 def save_table(table: pd.DataFrame, path: str | Path) -> Path:
     """Write `table` as CSV or Parquet by extension, through a temporary file."""
-    from .plot._common import atomic_target
-    from .trajectory import publish
-
     path = Path(path)
     kind = _table_format(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = atomic_target(path)
     try:
-        if kind == "csv":
-            table.to_csv(tmp, index=False)
-        else:
-            table.to_parquet(tmp, index=False)
-        publish(tmp, path)
+        with atomic_file(path) as tmp:
+            if kind == "csv":
+                table.to_csv(tmp, index=False)
+            else:
+                table.to_parquet(tmp, index=False)
     except ImportError:
-        Path(tmp).unlink(missing_ok=True)
         raise DescentError("writing .parquet needs pyarrow: pip install pyarrow") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -18,7 +18,7 @@ from .descent import descend
 from .gradients import gradient
 from .race import race
 from .starts import grid
-from .trajectory import publish
+from .trajectory import atomic_file
 
 
 @dataclass
@@ -295,9 +295,8 @@ def tour(out: str | Path = "descentlab-tour", echo: Callable[[str], None] = prin
 
     plt.close("all")
     index = path("index.html")
-    tmp = root / ".index.html.tmp"
-    tmp.write_text(_page(sections, time.perf_counter() - began), encoding="utf-8")
-    publish(tmp, index)
+    with atomic_file(index) as tmp:
+        Path(tmp).write_text(_page(sections, time.perf_counter() - began), encoding="utf-8")
     echo("")
     echo(
         f"wrote {index} ({sum(len(s.items) for s in sections)} pictures) in {time.perf_counter() - began:.0f} s"

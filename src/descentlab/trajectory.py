@@ -14,6 +14,8 @@ import os
 import sys
 import tempfile
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,21 @@ _ARRAYS = (
     "steps_",
     "status_",
 )
+
+
+@contextmanager
+def atomic_file(target: Path) -> Iterator[str]:
+    """A temporary file beside `target`, with its extension, to write into; when the block
+    completes it is published onto `target` (readers never see a partial file), and when the
+    block fails it is removed."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=target.suffix)
+    os.close(fd)
+    try:
+        yield tmp
+        publish(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def publish(tmp: str | Path, target: Path) -> None:
@@ -246,16 +263,10 @@ class Trajectory:
         target.parent.mkdir(parents=True, exist_ok=True)
         arrays = {name: getattr(self, name) for name in _ARRAYS}
         arrays["meta"] = np.array(json.dumps({**self.meta, "format": FORMAT}))
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **arrays)
-                fh.flush()
-                os.fsync(fh.fileno())
-            publish(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_file(target) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
         return target
 
 

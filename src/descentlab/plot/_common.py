@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DescentError
 from ..race import Race
-from ..trajectory import DIVERGED, Trajectory, publish
+from ..trajectory import DIVERGED, Trajectory, atomic_file
 
 PALETTE = [
     "#e6194b",
@@ -88,20 +86,8 @@ def check_output(path, allowed: set[str], what: str) -> Path:
     return p
 
 
-def atomic_target(p: Path) -> str:
-    """A temporary file beside `p` with the same extension; rename it onto `p` when complete."""
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.stem}.", suffix=p.suffix)
-    os.close(fd)
-    return tmp
-
-
 def save_figure(fig, path) -> Path:
     p = check_output(path, FIGURE_FORMATS, "figure")
-    tmp = atomic_target(p)
-    try:
+    with atomic_file(p) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        publish(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return p

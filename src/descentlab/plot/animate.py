@@ -8,8 +8,6 @@ The landscape is drawn once; each frame moves only the points and their trails, 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import matplotlib
 
 matplotlib.use("Agg")
@@ -19,8 +17,8 @@ from matplotlib import animation
 
 from ..errors import DescentError
 from ..progress import Progress
-from ..trajectory import DIVERGED, publish
-from ._common import PALETTE, as_runs, atomic_target, check_output
+from ..trajectory import DIVERGED, atomic_file
+from ._common import PALETTE, as_runs, check_output
 from .static import MAX_PATHS, contour, curve
 
 FORMATS = {".gif", ".mp4"}
@@ -81,18 +79,17 @@ def animate(
             fig, update, rows = _plane_scene(obj, entries, n_frames)
         else:
             raise DescentError(f"animate draws 1-D and 2-D runs; this one is {dim}-D")
-    tmp = atomic_target(p)
     writer = _writer(p.suffix.lower(), fps)
     try:
-        with writer.saving(fig, tmp, dpi), Progress(progress, len(rows)) as bar:
+        with (
+            atomic_file(p) as tmp,
+            writer.saving(fig, tmp, dpi),
+            Progress(progress, len(rows)) as bar,
+        ):
             for i, row in enumerate(rows):
                 update(int(row))
                 writer.grab_frame()
                 bar.update(i + 1)
-        publish(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     finally:
         plt.close(fig)
     return p, len(rows)

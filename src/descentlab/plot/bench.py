@@ -11,8 +11,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ..sweep import save_table
-from ..trajectory import publish
-from ._common import atomic_target, save_figure
+from ..trajectory import atomic_file
+from ._common import save_figure
 
 
 def heatmap(result, path) -> Path:
@@ -50,10 +50,9 @@ def heatmap(result, path) -> Path:
         plt.close(fig)
 
 
-def ecdf_curves(result, path) -> Path:
-    """Fraction of starts at the target by step t, one panel per function, one curve per
-    optimizer (COCO's runtime ECDF)."""
-    ecdf = result.ecdf()
+def ecdf_curves(ecdf, path) -> Path:
+    """Fraction of starts at the target by step t (`BenchResult.ecdf`), one panel per
+    function, one curve per optimizer (COCO's runtime ECDF)."""
     fns = list(dict.fromkeys(ecdf.function))
     cols = min(4, len(fns))
     rows = math.ceil(len(fns) / cols)
@@ -85,9 +84,10 @@ def report(result, folder) -> Path:
     """Write success.png, ecdf.png, table.csv, ecdf.csv and index.html into `folder`."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    pictures = [heatmap(result, folder / "success.png"), ecdf_curves(result, folder / "ecdf.png")]
+    ecdf = result.ecdf()
+    pictures = [heatmap(result, folder / "success.png"), ecdf_curves(ecdf, folder / "ecdf.png")]
     save_table(result.table, folder / "table.csv")
-    save_table(result.ecdf(), folder / "ecdf.csv")
+    save_table(ecdf, folder / "ecdf.csv")
     t = result.table
     facts = (
         f"{t.function.nunique()} functions × {t.optimizer.nunique()} optimizers × "
@@ -123,11 +123,6 @@ Data: <a href="table.csv">table.csv</a> (every block), <a href="ecdf.csv">ecdf.c
 </body></html>
 """
     target = folder / "index.html"
-    tmp = atomic_target(target)
-    try:
+    with atomic_file(target) as tmp:
         Path(tmp).write_text(page, encoding="utf-8")
-        publish(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return target

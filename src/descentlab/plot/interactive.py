@@ -16,8 +16,8 @@ import torch
 from plotly.subplots import make_subplots
 
 from ..errors import DescentError
-from ..trajectory import DIVERGED, publish
-from ._common import PALETTE, as_runs, atomic_target, check_output, objective_of, view_box
+from ..trajectory import DIVERGED, atomic_file
+from ._common import PALETTE, as_runs, check_output, objective_of, view_box
 from .animate import frame_rows
 
 HOVER = (
@@ -42,13 +42,8 @@ def html(obj, path, frames: int = 100, surface: bool = True, grid: int = 80) -> 
         raise DescentError(f"html draws 2-D runs; this one is {entries[0][1].dim}-D")
     obj_fn = objective_of(entries, "html")
     fig = figure(entries, obj_fn, frames, surface, grid)
-    tmp = atomic_target(p)
-    try:
+    with atomic_file(p) as tmp:
         fig.write_html(tmp, include_plotlyjs=True, full_html=True, auto_play=False)
-        publish(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return p
 
 

@@ -16,8 +16,8 @@ import torch
 
 from ..errors import DescentError
 from ..progress import Progress
-from ..trajectory import DIVERGED, publish
-from ._common import PALETTE, as_runs, atomic_target, check_output, objective_of, view_box
+from ..trajectory import DIVERGED, atomic_file
+from ._common import PALETTE, as_runs, check_output, objective_of, view_box
 
 MAX_TUBES = 150
 
@@ -130,16 +130,12 @@ def surface3d(
     plotter.camera_position = "iso"
     plotter.camera.elevation = -10
     plotter.camera.zoom(1.1)
-    tmp = atomic_target(p)
     try:
-        if p.suffix.lower() == ".mp4":
-            _orbit(plotter, tmp, seconds, fps, progress)
-        else:
-            plotter.screenshot(tmp)
-        publish(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_file(p) as tmp:
+            if p.suffix.lower() == ".mp4":
+                _orbit(plotter, tmp, seconds, fps, progress)
+            else:
+                plotter.screenshot(tmp)
     finally:
         plotter.close()
     return p
