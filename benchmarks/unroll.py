@@ -1,17 +1,16 @@
 """Does fusing several steps into one compiled call pay? The hand-written step against the
-compiled engine's step, 1 and 4 steps per call, side by side.
+compiled engine's own kernel, 1 and 4 steps per call, side by side.
 
     .venv/bin/python benchmarks/unroll.py [--points 1000000] [--steps 200] [--reps 3]
 
 Rows (Himmelblau, float32, 1 thread, (2, N) layout, final positions only):
   hand-written      the gradient written by hand, coordinates as separate tensors
-  engine's step     `compiled._lean`'s arithmetic: autograd's value and gradient, the exact stop
-                    checks (finite value and norm, blow-up box, tolerance) and the freeze, for
-                    gd and adam; with K steps per call the rows of step k+1 are stacked for the
-                    objective, and a graph pass (`split_rows`) hands the objective's coordinate
-                    reads the rows themselves, so inductor fuses the K steps into one loop
-Writes benchmarks/results/unroll.json and unroll.md. An experiment for the next change to the
-engine, not part of it.
+  engine's step     `compiled._lean`, the engine's plain kernel: autograd's value and gradient,
+                    the stop tests and the poison, for gd and adam; with several steps per call
+                    `fusion.RowsPass` hands step k+1 the rows of step k, so inductor fuses them
+                    into one loop (the engine runs `compiled.STEPS_PER_CALL` when it keeps only
+                    final positions)
+Writes benchmarks/results/unroll.json and unroll.md.
 """
 
 from __future__ import annotations
@@ -19,90 +18,23 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import operator
 import time
 from pathlib import Path
 
 import torch
-from torch._inductor.custom_graph_pass import CustomGraphPass
 
 from descentlab import functions
-from descentlab.updates import HYPER, coordinate_norm, update_rule, zero_state
+from descentlab.compiled import _lean
+from descentlab.fusion import RowsPass
+from descentlab.updates import call_scalars, packed_scalars, zero_state
 
-aten = torch.ops.aten
 LR = 0.01
 
 
-def split_rows(graph) -> None:
-    """Replace ``select(reshape(cat(rows)) [.T], j)`` (and unbind) by ``rows[j]``."""
-    flat, rows_of = {}, {}
-    for node in list(graph.nodes):
-        target, args = node.target, node.args
-        if target is aten.cat.default and (args[1] if len(args) > 1 else 0) == 0:
-            vals = [getattr(i, "meta", {}).get("val") for i in args[0]]
-            rows_1d = all(v is not None and v.dim() == 1 for v in vals)
-            if rows_1d and len({str(v.shape[0]) for v in vals}) == 1:
-                flat[node] = list(args[0])
-        elif target in (aten.reshape.default, aten.view.default) and args[0] in flat:
-            if len(args[1]) == 2 and args[1][0] == len(flat[args[0]]):
-                rows_of[node] = (flat[args[0]], 0)
-        elif target is aten.permute.default and args[0] in rows_of and list(args[1]) == [1, 0]:
-            rows, axis = rows_of[args[0]]
-            rows_of[node] = (rows, 1 - axis)
-        elif target is aten.select.int and args[0] in rows_of:
-            rows, axis = rows_of[args[0]]
-            if args[1] % 2 == axis:
-                node.replace_all_uses_with(rows[args[2] % len(rows)])
-        elif target is aten.unbind.int and args[0] in rows_of:
-            rows, axis = rows_of[args[0]]
-            users = list(node.users)
-            if (args[1] if len(args) > 1 else 0) % 2 == axis and all(
-                u.target is operator.getitem for u in users
-            ):
-                for u in users:
-                    u.replace_all_uses_with(rows[u.args[1]])
-    graph.eliminate_dead_code()
-
-
-class RowsPass(CustomGraphPass):
-    def __call__(self, graph) -> None:
-        split_rows(graph)
-
-    def uuid(self) -> str:
-        return "descentlab-bench-split-rows-1"
-
-
 def engine_step(fn, kind: str, unroll: int):
-    """The lean step's arithmetic (see `compiled._lean`), `unroll` steps per call."""
-    update = update_rule(kind, False)
-
-    def value_sum(x):
-        v = fn(x.T)
-        return v.sum(), v
-
-    value_and_grad = torch.func.grad_and_value(value_sum, has_aux=True)
-
-    def step(x, state, packed):
-        h = dict(zip(HYPER, packed.unbind(0), strict=False))
-        tol, limit, t = packed[len(HYPER)], packed[len(HYPER) + 1], packed[len(HYPER) + 2]
-        rows = x.unbind(0)
-        states = [tuple(s[j] for s in state) for j in range(len(rows))]
-        for i in range(unroll):
-            g, (_, v) = value_and_grad(x if i == 0 else torch.stack(rows))
-            grads = g.unbind(0)
-            gn = coordinate_norm(grads, math.inf)
-            ok = torch.isfinite(v) & torch.isfinite(gn)
-            event = ~(ok & (coordinate_norm(rows, math.inf) <= limit)) | (gn < tol)
-            new, new_states = [], []
-            for j, (row, gj) in enumerate(zip(rows, grads, strict=True)):
-                moved, st = update(row, gj, states[j], h, t + i)
-                new.append(torch.where(event, row, moved))
-                new_states.append(st)
-            rows, states = tuple(new), new_states
-        state = tuple(torch.stack(p) for p in zip(*states, strict=True)) if state else ()
-        return torch.stack(rows), state
-
-    return step
+    """The engine's plain kernel (`compiled._lean`), `unroll` steps per call."""
+    step = _lean(fn, kind, False, math.inf, False, False, "plain", unroll)
+    return lambda x, state, packed: step(x, state, packed, None, None)
 
 
 def hand_step(unroll: int):
@@ -119,9 +51,9 @@ def hand_step(unroll: int):
 def measure(step, kind, unroll, points, steps, reps):
     x = torch.rand(2, points, generator=torch.Generator().manual_seed(0)) * 8 - 4
     state = zero_state(kind, x)
-    h = dict.fromkeys(HYPER, 0.0) | {"lr": LR, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
-    h |= {"step_size": LR / (1 - 0.9), "c2sqrt": (1 - 0.999) ** 0.5}
-    packed = torch.tensor([h[k] for k in HYPER] + [-math.inf, 1e9, 1.0])
+    h = {"lr": LR, "momentum": 0.0, "eps": 1e-8, "alpha": 0.0, "beta1": 0.9, "beta2": 0.999}
+    h |= {"step_size": 0.0, "c2sqrt": 0.0}  # per step: call_scalars
+    packed = torch.tensor(packed_scalars(h, -math.inf, 1e9) + call_scalars(h, 10, unroll))
     began = time.perf_counter()
     step(x, state, packed)
     compile_s = time.perf_counter() - began

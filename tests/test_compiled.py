@@ -34,8 +34,32 @@ def same(c, e, atol):
 @pytest.mark.slow
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 def test_every_compiled_optimizer_equals_eager(optimizer):
-    kw = dict(start=dl.grid(12), optimizer=optimizer, lr=0.004, steps=50, tol=1e-3, dtype="float64")
-    same(*both("himmelblau", record="final", **kw), atol=1e-12)
+    # 50 steps: 51 iterations, so the last block ends in a call with dead sub-steps; with and
+    # without tol (a kernel of its own: without tol the gradient norm is not tested mid-block)
+    kw = dict(start=dl.grid(12), optimizer=optimizer, lr=0.004, steps=50, dtype="float64")
+    same(*both("himmelblau", record="final", tol=1e-3, **kw), atol=1e-12)
+    c, e = both("himmelblau", record="final", **kw)
+    same(c, e, atol=1e-12)
+    assert c.iterations == 50
+
+
+@pytest.mark.slow
+def test_events_inside_a_fused_call_are_caught():
+    # several steps run in one compiled call; an event at any of them must reach the replay.
+    # -(x**4) from 1e9: the value overflows float32 at step 3 while the gradient is still
+    # finite (only the value test sees it); the other point never stops
+    c, e = both("-(x**4)", start=[[1e9], [1.0]], lr=1e-19, steps=40, blowup=1e15, record="final")
+    same(c, e, atol=1e-6)
+    assert list(e.status_) == [2, 0] and e.steps_[0] == 3
+    # clamped into a box, an infinite gradient lands on the wall as a finite position: the
+    # fused steps must test the gradient themselves (sqrt's gradient at 0 is infinite)
+    kw = dict(start=[[1.0], [0.9], [1.5]], lr=4.0, steps=30, bounds=(0, 2), record="final")
+    c, e = both("x**0.5", **kw)
+    same(c, e, atol=1e-6)
+    assert (e.status_ == 2).all()
+    # a start so large that 1e6 x |x0| overflows float32: the blow-up bound is the largest float
+    c, e = both("x**2", start=[[1e33], [1.0]], lr=0.1, steps=20, record="final")
+    same(c, e, atol=1e-6)
 
 
 @pytest.mark.slow
@@ -90,7 +114,7 @@ def test_divergence_bounds_formulas_and_callables_in_float32():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("block", [1, 3, 16])
+@pytest.mark.parametrize("block", [1, 3, 6, 16])
 def test_blocks_with_events_are_replayed_exactly(monkeypatch, block):
     # points converge at many different steps (some in the first block), a few diverge, and
     # every point has stopped long before `steps`: the run must end where the eager one ends

@@ -9,11 +9,16 @@ gets ``x.T``, a view whose columns are contiguous.
 Why blocks: the eager loop's bookkeeping per step (divergence with a revert to the previous
 position, tolerance, stopped points held, statuses and step counts) read and wrote six more
 arrays each step; done that way the compiled step ran at 6e7 point-steps/s, 12x below the bare
-update. The lean step (`_lean`) instead only freezes a point that meets an event (not finite,
-out of the blow-up box, gradient norm below tol), which costs no memory traffic; the block's
-last step reports which points are frozen, and only those are run again from the block's start
-through the full iteration (`_iteration`, the eager loop's rules in the same order). Every
-other point took exactly the steps the full rules would have taken.
+update. The lean step (`_lean`) instead only poisons a point that meets an event (value not
+finite, out of the blow-up box, gradient norm below tol): its position becomes NaN, which costs
+no memory traffic and holds it for the rest of the block. The block's last step reports the
+NaNs, and only those points are run again from the block's start through the full iteration
+(`_iteration`, the eager loop's rules in the same order). Every other point took exactly the
+steps the full rules would have taken.
+
+Why several steps per call: one step reads and writes x and the optimizer's state, so it is
+bound by memory traffic; with only final positions kept, a call runs `STEPS_PER_CALL` steps in
+one loop over the points (`fusion.RowsPass` lets inductor fuse them), crossing memory once.
 
 The update rules are torch.optim's single-tensor formulas (`updates`), so the engines agree to
 float rounding (tested for every optimizer here). Hyper-parameters enter packed in one tensor,
@@ -34,6 +39,7 @@ from .updates import (
     HYPER,
     SUPPORTED,
     bias_corrections,
+    call_scalars,
     coordinate_norm,
     hyper,
     kind_of,
@@ -88,20 +94,32 @@ def unsupported(objective, plan, grad) -> str | None:
     return None
 
 
-def _key(objective, plan, d, dtype, device, order, box) -> tuple:
+def _key(objective, plan, d, dtype, device, order, box, tol_set) -> tuple:
     # registered functions and formulas are identified by name and text; callables by identity
     ident = (objective.name, objective.formula) if objective.formula else id(objective.fn)
     kind = kind_of(plan)
     nesterov = bool(plan.kwargs.get("nesterov", False))
-    return (ident, objective.style, kind, nesterov, d, dtype, str(device), order, box is not None)
+    return (
+        ident,
+        objective.style,
+        kind,
+        nesterov,
+        d,
+        dtype,
+        str(device),
+        order,
+        box is not None,
+        tol_set,
+    )
 
 
-def worth_compiling(objective, plan, n, steps, d, dtype, device, order, box, every=None) -> bool:
-    """Compile when the step is already compiled, or when the eager time saved exceeds a cold
+def worth_compiling(
+    objective, plan, n, steps, d, dtype, device, order, box, every=None, tol_set=False
+) -> bool:
+    """Compile when the steps are already compiled, or when the eager time saved exceeds a cold
     compile."""
-    key = _key(objective, plan, d, dtype, device, order, box)
-    needed = {"plain", "flags"} if every is None else {"record"} if every == 1 else _OUTPUTS
-    if all((*key, out) in _CACHE for out in needed):
+    key = _key(objective, plan, d, dtype, device, order, box, tol_set)
+    if all((*key, *kernel) in _CACHE for kernel in _kernels(every)):
         return True
     work = n * steps
     saved = work / _EAGER_RATE - work / _COMPILED_RATE[kind_of(plan)]
@@ -136,9 +154,8 @@ def _iteration(fn: Callable, kind: str, nesterov: bool, order: float, clamp: boo
         status = torch.where(done, CONVERGED, status)
         taken = torch.where(done, k, taken)
         active = active & ~done
-        t = (k + 1).to(cols[0].dtype)
         moved, state = zip(
-            *(update(c, gi, st, h, t) for c, gi, st in zip(cols, g, state, strict=True)),
+            *(update(c, gi, st, h) for c, gi, st in zip(cols, g, state, strict=True)),
             strict=True,
         )
         if clamp:
@@ -151,21 +168,37 @@ def _iteration(fn: Callable, kind: str, nesterov: bool, order: float, clamp: boo
     return iteration
 
 
-def _lean(fn: Callable, kind: str, nesterov: bool, order: float, clamp: bool, out: str):
-    """One step on a ``(d, N)`` tensor with no bookkeeping but a freeze: a point whose value or
-    gradient is not finite, that left the blow-up box, or whose gradient norm is below `tol`
-    stays where it is, so the event is seen again at the block's last step.
+def _lean(
+    fn: Callable,
+    kind: str,
+    nesterov: bool,
+    order: float,
+    clamp: bool,
+    tol_set: bool,
+    out: str,
+    substeps: int,
+):
+    """`substeps` steps on a ``(d, N)`` tensor with no bookkeeping but a poison: a point whose
+    value is not finite, that left the blow-up box or (when tol is set) whose gradient norm is
+    below tol has its position set to NaN, so every later step keeps it NaN and the block's
+    last step reports it. A non-finite gradient needs no test: the update carries it into the
+    position (unless clamped into the box, and then it is tested).
 
-    `out` says what else comes back: ``"plain"`` nothing; ``"flags"`` the value and the gradient
-    norm, NaN where an event holds the point; ``"record"`` writes position, value and that norm
-    into the recorder's rows (passed in, written in the same loop; the step returns no more).
+    `out` says what else comes back: ``"plain"`` nothing; ``"flags"`` (the block's last call)
+    the position, value and gradient norm of its last step, the norm NaN where that step meets
+    an event (every rule tested) or a point was poisoned earlier, and the count of those NaNs;
+    ``"record"`` (one step) writes position, value and that norm into the recorder's rows
+    (passed in, written in the same loop). In a ``"flags"`` call the sub-steps before the last
+    can be dead (`call_scalars`): they leave position and state as they are.
 
     Each coordinate's new row is computed on its own and stacked: inductor then emits one loop
-    over the points that reads x once and writes each row once. Written as one ``(d, N)``
-    expression it split into two loops and recomputed the gradient per row (5x slower); a bool
-    output cost 4x more than a float one, hence the NaN.
+    over the points that reads x once and writes each row once (with several steps per call,
+    `fusion.RowsPass` keeps it one loop). Written as one ``(d, N)`` expression it split into
+    two loops and recomputed the gradient per row (5x slower); a bool output cost 4x more than
+    a float one, hence the NaN.
     """
     update = update_rule(kind, nesterov)
+    first_sub = len(HYPER) + 2
 
     def value_sum(x):
         v = fn(x.T)
@@ -174,37 +207,66 @@ def _lean(fn: Callable, kind: str, nesterov: bool, order: float, clamp: bool, ou
     value_and_grad = torch.func.grad_and_value(value_sum, has_aux=True)
 
     def step(x, state, packed, lo, hi):
-        # one tensor of scalars (`packed_scalars`): dynamo checks one argument's guards, not eleven
-        h = dict(zip(HYPER, packed.unbind(0), strict=False))
-        t, tol, limit = packed[len(HYPER)], packed[len(HYPER) + 1], packed[len(HYPER) + 2]
-        g, (_, v) = value_and_grad(x)
-        rows, grads = x.unbind(0), g.unbind(0)
-        gn = coordinate_norm(grads, order)
-        ok = torch.isfinite(v) & torch.isfinite(gn) & (coordinate_norm(rows, math.inf) <= limit)
-        event = ~ok | (gn < tol)
-        new, states = [], []
-        for j, (row, gj) in enumerate(zip(rows, grads, strict=True)):
-            moved, st = update(row, gj, tuple(s[j] for s in state), h, t)
-            if clamp:
-                moved = torch.clamp(moved, lo[j], hi[j])
-            new.append(torch.where(event, row, moved))
-            states.append(st)
-        state = tuple(torch.stack(parts) for parts in zip(*states, strict=True)) if state else ()
-        return torch.stack(new), state, v, torch.where(event, math.nan, gn)
+        # one tensor of scalars (`packed_scalars`): dynamo checks one argument's guards, not many
+        scalars = packed.unbind(0)
+        common = dict(zip(HYPER, scalars, strict=False))
+        tol, limit = scalars[len(HYPER)], scalars[len(HYPER) + 1]
+        rows = x.unbind(0)
+        parts = [tuple(s[j] for s in state) for j in range(len(rows))]
+        for i in range(substeps):
+            live, step_size, c2sqrt = scalars[first_sub + 3 * i : first_sub + 3 * i + 3]
+            h = {**common, "step_size": step_size, "c2sqrt": c2sqrt}
+            here = x if i == 0 else torch.stack(rows)
+            g, (_, v) = value_and_grad(here)
+            grads = g.unbind(0)
+            last = i == substeps - 1
+            if last and out != "plain":
+                gn = coordinate_norm(grads, order)
+                inside = coordinate_norm(rows, math.inf) <= limit
+                event = ~(torch.isfinite(v) & torch.isfinite(gn) & inside) | (gn < tol)
+            else:
+                spread = v - v  # 0 where finite, NaN where not: one test for value and box
+                if clamp:
+                    spread = spread + sum(gj - gj for gj in grads)
+                event = ~(coordinate_norm(rows, math.inf) + spread <= limit)
+                if tol_set:
+                    event = event | (coordinate_norm(grads, order) < tol)
+            dead = out == "flags" and not last  # only a flags call has dead sub-steps
+            new, new_parts = [], []
+            for j, (row, gj) in enumerate(zip(rows, grads, strict=True)):
+                moved, st = update(row, gj, parts[j], h)
+                if clamp:
+                    moved = torch.clamp(moved, lo[j], hi[j])
+                moved = torch.where(event, math.nan, moved)
+                if dead:
+                    moved = torch.where(live > 0, moved, row)
+                    st = tuple(
+                        torch.where(live > 0, a, b) for a, b in zip(st, parts[j], strict=True)
+                    )
+                new.append(moved)
+                new_parts.append(st)
+            rows, parts = tuple(new), new_parts
+        new_x = torch.stack(rows)
+        state = tuple(torch.stack(p) for p in zip(*parts, strict=True)) if state else ()
+        if out == "plain":
+            return new_x, state
+        gn = torch.where(event, math.nan, gn)
+        if out == "flags":
+            return (
+                new_x,
+                state,
+                here,
+                v,
+                gn,
+                (gn != gn).sum(),
+            )  # counted in the same loop (isnan: not vectorized)
+        return new_x, state, v, gn
 
-    if out == "plain":
-        return lambda *args: step(*args)[:2]
-    if out == "flags":
+    if out != "record":
+        return step
 
-        def flags(*args):
-            new, state, v, gn = step(*args)
-            return new, state, v, gn, torch.isnan(gn).sum()  # counted in the same loop
-
-        return flags
-
-    def record(path, values, norms, *args):
-        x = args[0]
-        new, state, v, gn = step(*args)
+    def record(path, values, norms, x, *args):
+        new, state, v, gn = step(x, *args)
         path.copy_(x)  # the recorder's (d, N) row: see Recorder.coordinate_layout
         values.copy_(v)
         norms.copy_(gn)
@@ -224,48 +286,62 @@ def _raise_recompile_limit() -> None:
             break
 
 
-def _compiled(objective, plan, d, dtype, device, order, box, out: str):
-    key = (*_key(objective, plan, d, dtype, device, order, box), out)
+def _compiled(objective, plan, d, dtype, device, order, box, tol_set, kernel):
+    key = (*_key(objective, plan, d, dtype, device, order, box, tol_set), *kernel)
     step = _CACHE.get(key)
     if step is None:
+        from .fusion import RowsPass
+
         _raise_recompile_limit()
         kind = kind_of(plan)
         nesterov = bool(plan.kwargs.get("nesterov", False))
-        step = torch.compile(_lean(objective.fn, kind, nesterov, order, box is not None, out))
+        lean = _lean(objective.fn, kind, nesterov, order, box is not None, tol_set, *kernel)
+        options = {"post_grad_custom_pre_pass": RowsPass()} if kernel[1] > 1 else None
+        step = torch.compile(lean, options=options)
         _CACHE[key] = step
     return step
 
 
-_OUTPUTS = {"plain", "flags", "record"}
 BLOCK = 16  # steps between checks; a block with an event is replayed for the points it touched
+# Steps per compiled call when only final positions are kept: inductor runs them in one loop,
+# so x and the optimizer's state cross memory once per 4 steps (gd on Himmelblau, 1e6 points:
+# 1.1e9 point-steps/s vs 5.6e8 at one step per call; Adam 4.4e8 vs 2.5e8; benchmarks/unroll.py)
+STEPS_PER_CALL = 4
+
+
+def _kernels(every: int | None) -> list[tuple[str, int]]:
+    """The compiled kernels a run needs, as (output, steps per call)."""
+    if every is None:
+        return [("plain", STEPS_PER_CALL), ("flags", STEPS_PER_CALL)]
+    if every == 1:
+        return [("record", 1)]
+    return [("plain", 1), ("flags", 1), ("record", 1)]
 
 
 def compiled_loop(objective, grad, plan, x0, s, rec, interrupted, bar):
     """Same contract as `descent.eager_loop`: returns x, v, gn, status, taken, k (x as (N, d)).
 
-    Runs blocks of `BLOCK` lean steps (`_lean`): no per-step bookkeeping, only the freeze.
-    After a block, the points whose events flag was raised are replayed from the block's start
-    with the full iteration (`_iteration`, eager: the exact rules of the eager loop); the
-    rest took exactly the steps the full rules would have taken. A point that stopped is
-    parked as NaN (frozen for good: its value is not finite) and its final position, value
-    and norm are kept aside.
+    Runs blocks of `BLOCK` lean steps (`_lean`): no per-step bookkeeping, only the poison;
+    `STEPS_PER_CALL` steps per call when only final positions are kept. After a block, the
+    points whose events flag was raised are replayed from the block's start with the full
+    iteration (`_iteration`, eager: the exact rules of the eager loop); the rest took exactly
+    the steps the full rules would have taken. A point that stopped is parked as NaN (held for
+    good: its value is not finite) and its final position, value and norm are kept aside.
     """
     n, d = x0.shape
     dtype, device = x0.dtype, x0.device
     full = s.every is not None
-    plain, flags, record = (
-        _compiled(objective, plan, d, dtype, device, s.order, s.box, out) if use else None
-        for out, use in (
-            ("plain", not full or s.every > 1),
-            ("flags", not full or s.every > 1),
-            ("record", full),
-        )
-    )
+    tol_set = s.tol is not None
+    kernels = {
+        out: _compiled(objective, plan, d, dtype, device, s.order, s.box, tol_set, (out, k))
+        for out, k in _kernels(s.every)
+    }
+    per_call = 1 if full else STEPS_PER_CALL
     rec.engine = "compiled"
     if full:
         rec.coordinate_layout()
     replay = _Replay(objective, plan, s, dtype, device)
-    x = x0.T.contiguous()
+    x = torch.stack(x0.unbind(1))  # (d, N); 5x faster than x0.T.contiguous() at (1e6, 2)
     state = zero_state(kind_of(plan), x)
     # where stopped points ended (written when they stop; untouched pages cost nothing)
     held = (
@@ -278,31 +354,38 @@ def compiled_loop(objective, grad, plan, x0, s, rec, interrupted, bar):
     taken = torch.zeros(n, dtype=torch.int64, device=device)
     prev = None  # position, value and norm at the iteration before the block
     tol, limit, lo, hi = replay.limits
-    packed = packed_scalars(replay.h, float(tol), float(limit), dtype, device)
-    clock = packed[len(HYPER)]  # t, the step count
-    adam = kind_of(plan) == "adam"
-    corrections = (packed[HYPER.index("step_size")], packed[HYPER.index("c2sqrt")])
+    h = {key: float(value) for key, value in replay.h.items()}
+    common = packed_scalars(h, float(tol), float(limit))
+    packed = torch.empty(len(common) + 3 * per_call, dtype=dtype, device=device)
     stopped_count = 0
     k0 = 0
     while True:
         k1 = min(k0 + BLOCK, s.steps + 1)  # this block runs iterations k0 .. k1-1
         start, start_state, rows_before = x, state, len(rec.steps)
         parked = stopped_count > 0
-        for k in range(k0, k1):
-            clock.fill_(k + 1)
-            if adam:
-                for slot, value in zip(corrections, bias_corrections(replay.h, k + 1), strict=True):
-                    slot.fill_(value)
-            here = x
+        calls = -(-(k1 - k0) // per_call)
+        dead = calls * per_call - (k1 - k0)  # sub-steps of the last call that change nothing
+        # every call's scalars, sent to the device at once (a copy per call would wait on it)
+        table = torch.tensor(
+            [
+                common + call_scalars(h, k0 + c * per_call, per_call, dead * (c == calls - 1))
+                for c in range(calls)
+            ],
+            dtype=dtype,
+        ).to(device)
+        for c in range(calls):
+            k = k0 + c * per_call  # with per_call 1, the iteration this call runs
+            packed.copy_(table[c])
             if full and k % s.every == 0:
                 row = rec.next_row(k)
-                x, state = record(*row, x, state, packed, lo, hi)
+                here = x
+                x, state = kernels["record"](*row, x, state, packed, lo, hi)
                 v, gn = row[1], row[2]
                 nans = None
-            elif k == k1 - 1:
-                x, state, v, gn, nans = flags(x, state, packed, lo, hi)
+            elif c == calls - 1:
+                x, state, here, v, gn, nans = kernels["flags"](x, state, packed, lo, hi)
             else:
-                x, state = plain(x, state, packed, lo, hi)
+                x, state = kernels["plain"](x, state, packed, lo, hi)
         # `here`, v, gn: the last iteration's position, value and norm (NaN norm: an event;
         # parked points are NaN too, so new events are NaNs beyond the parked ones)
         if nans is None:
@@ -340,7 +423,7 @@ def compiled_loop(objective, grad, plan, x0, s, rec, interrupted, bar):
         bar.update(k1)
     if stopped_count == 0:  # (v and gn may be the recorder's rows: hand out copies)
         return (
-            here.T.contiguous(),
+            here.T,  # a view: a contiguous copy took 10 ms at 1e6 points, a tenth of the run
             v.clone() if full else v,
             gn.clone() if full else gn,
             status,

@@ -122,15 +122,14 @@ def descend(
     n, d = x0.shape
     box = _clamp_box(bounds, d, x0)
     limit = blowup or 1e6 * max(1.0, float(x0.abs().max()), *_domain_scale(objective.domain))
+    limit = min(limit, torch.finfo(dtype).max)  # finite in the dtype: an infinite x is beyond it
     rows = 1 if every is None else steps // every + 1 + (steps % every != 0)
     check_recording(rows, n, d, dtype, max_memory, record)
 
     settings = Settings(steps, tol, order, limit, every, box)
     rec = Recorder(rows, n, d, dtype)
     began = time.perf_counter()
-    loop = _choose_engine(
-        engine, objective, plan, grad, n, steps, d, dtype, device, order, box, every
-    )
+    loop = _choose_engine(engine, objective, plan, grad, n, d, dtype, device, settings)
     with interrupt_flag() as interrupted, Progress(progress, steps) as bar:
         x, v, gn, status, taken, k = loop(
             objective, grad, plan, x0, settings, rec, interrupted, bar
@@ -237,7 +236,7 @@ def eager_loop(objective, grad, plan, x0, s: Settings, rec: Recorder, interrupte
     return x, v, gn, status, taken, k
 
 
-def _choose_engine(engine, objective, plan, grad, n, steps, d, dtype, device, order, box, every):
+def _choose_engine(engine, objective, plan, grad, n, d, dtype, device, s: Settings):
     """The loop to run: eager unless compiled was asked for (and can run), or `auto` finds
     compiling worth its time."""
     from . import compiled
@@ -250,7 +249,7 @@ def _choose_engine(engine, objective, plan, grad, n, steps, d, dtype, device, or
             raise DescentError(f"the compiled engine cannot run this: {reason}; use engine='eager'")
         return eager_loop
     if engine == "auto" and not compiled.worth_compiling(
-        objective, plan, n, steps, d, dtype, device, order, box, every
+        objective, plan, n, s.steps, d, dtype, device, s.order, s.box, s.every, s.tol is not None
     ):
         return eager_loop
     return compiled.loop_or_fallback(eager_loop)

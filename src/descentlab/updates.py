@@ -3,7 +3,7 @@
 Each rule follows the optimizer's single-tensor implementation (the same operations in the same
 order), so the compiled engine agrees with torch.optim to float rounding. Hyper-parameters come
 as 0-d tensors (a new learning rate reuses compiled code); the lean step gets them packed into
-one tensor (`packed_scalars`).
+one tensor (`packed_scalars`, `call_scalars`).
 """
 
 from __future__ import annotations
@@ -42,11 +42,21 @@ def bias_corrections(h: dict, t: int) -> tuple[float, float]:
     return float(h["lr"]) / (1 - beta1**t), (1 - beta2**t) ** 0.5
 
 
-def packed_scalars(h: dict, tol, limit, dtype, device) -> torch.Tensor:
-    """The lean step's scalars in one tensor: `HYPER`, then t (set in place each step), tol
-    and the blow-up limit."""
-    values = [float(h[k]) for k in HYPER] + [0.0, tol, limit]
-    return torch.tensor(values, dtype=dtype, device=device)
+def packed_scalars(h: dict, tol, limit) -> list[float]:
+    """The lean step's scalars, sent as one tensor: `HYPER`, tol and the blow-up limit, then
+    (`call_scalars`) each sub-step's own."""
+    return [float(h[k]) for k in HYPER] + [float(tol), float(limit)]
+
+
+def call_scalars(h: dict, first: int, substeps: int, dead: int = 0) -> list[float]:
+    """Per sub-step of one compiled call: (live, Adam's step_size, c2sqrt). The first `dead`
+    sub-steps change nothing (a block shorter than a call); the live ones run iterations
+    `first`, `first` + 1, ..., so their step count t is the iteration + 1."""
+    out = []
+    for i in range(substeps):
+        live = i >= dead
+        out += [float(live), *bias_corrections(h, first + i - dead + 1 if live else 1)]
+    return out
 
 
 def hyper(plan, dtype, device) -> dict[str, torch.Tensor]:
@@ -71,12 +81,12 @@ def hyper(plan, dtype, device) -> dict[str, torch.Tensor]:
 
 
 def update_rule(kind: str, nesterov: bool):
-    """x_new, state_new = update(x, g, state, hyper, t), following torch.optim's formulas."""
+    """x_new, state_new = update(x, g, state, hyper), following torch.optim's formulas."""
     if kind == "gd":
-        return lambda x, g, state, h, t: (x - h["lr"] * g, ())
+        return lambda x, g, state, h: (x - h["lr"] * g, ())
     if kind == "sgd":
 
-        def sgd(x, g, state, h, t):
+        def sgd(x, g, state, h):
             (buf,) = state
             buf = h["momentum"] * buf + g  # first step: 0 * 0 + g = g, as torch's clone(g)
             d = g + h["momentum"] * buf if nesterov else buf
@@ -85,7 +95,7 @@ def update_rule(kind: str, nesterov: bool):
         return sgd
     if kind == "adagrad":
 
-        def adagrad(x, g, state, h, t):
+        def adagrad(x, g, state, h):
             (total,) = state
             total = total + g * g
             return x - h["lr"] * g / (total.sqrt() + h["eps"]), (total,)
@@ -93,7 +103,7 @@ def update_rule(kind: str, nesterov: bool):
         return adagrad
     if kind == "rmsprop":
 
-        def rmsprop(x, g, state, h, t):
+        def rmsprop(x, g, state, h):
             square, buf = state
             square = h["alpha"] * square + (1 - h["alpha"]) * g * g
             step = g / (square.sqrt() + h["eps"])
@@ -102,7 +112,7 @@ def update_rule(kind: str, nesterov: bool):
 
         return rmsprop
 
-    def adam(x, g, state, h, t):  # h["step_size"], h["c2sqrt"]: `bias_corrections` at t
+    def adam(x, g, state, h):  # h["step_size"], h["c2sqrt"]: `bias_corrections` at t
         m, v = state
         m = torch.lerp(m, g, 1 - h["beta1"])
         v = h["beta2"] * v + (1 - h["beta2"]) * g * g
