@@ -207,7 +207,7 @@ def test_ctrl_c_saves_what_was_computed(tmp_path):
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    time.sleep(6)
+    time.sleep(10)  # at 6 s a loaded machine had not finished the first iteration
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

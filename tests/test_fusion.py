@@ -8,18 +8,18 @@ import torch
 from torch._inductor.utils import run_and_get_code
 
 from descentlab import compiled, functions
-from descentlab.fusion import RowsPass
+from descentlab.fusion import RowsPass, wider_vectors
 from descentlab.optimizers import resolve
 from descentlab.updates import call_scalars, hyper, kind_of, packed_scalars, zero_state
 
 
-def kernel(name, optimizer, substeps, passes):
+def kernel(name, optimizer, substeps, passes, wide=False):
     plan = resolve(optimizer, 0.01)
     kind = kind_of(plan)
     lean = compiled._lean(
         functions.get(name).fn, kind, False, math.inf, False, False, "plain", substeps
     )
-    options = {"post_grad_custom_pre_pass": RowsPass()} if passes else None
+    options = {"post_grad_custom_pre_pass": RowsPass(wide)} if passes else None
     h = {k: float(v) for k, v in hyper(plan, torch.float64, "cpu").items()}
     packed = torch.tensor(packed_scalars(h, -math.inf, 1e9) + call_scalars(h, 0, substeps))
     return torch.compile(lean, options=options), kind, packed
@@ -47,3 +47,19 @@ def test_four_fused_steps_equal_four_single_ones_and_fuse(name, optimizer):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     if name == "himmelblau":  # reads x[..., 0] and x[..., 1]: the pass resolves every read
         assert code[0].count("for(int64_t x0") == 1, "the four steps were not fused into one loop"
+
+
+@pytest.mark.slow
+def test_wider_vectors_run_four_vectors_per_iteration_with_the_same_numbers():
+    # the engine's plain kernel: four AVX vectors per loop iteration (independent chains), one
+    # loop, and the same numbers as one vector per iteration; outside the block, inductor is
+    # as it was
+    fused, _, packed = kernel("himmelblau", "gd", 4, passes=True, wide=True)
+    narrow, _, _ = kernel("himmelblau", "gd", 4, passes=True, wide=False)
+    x = torch.rand(2, 1003, generator=torch.Generator().manual_seed(2)) * 8 - 4  # a tail too
+    with wider_vectors():
+        (y, _), code = run_and_get_code(fused, x, (), packed.float(), None, None)
+    (z, _), plain_code = run_and_get_code(narrow, x, (), packed.float(), None, None)
+    assert "VectorizedN<float,4>" in code[0] and code[0].count("for(int64_t x0") == 1
+    assert "VectorizedN<float,4>" not in plain_code[0]
+    torch.testing.assert_close(y, z)

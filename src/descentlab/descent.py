@@ -92,7 +92,7 @@ def descend(
         max_memory: bytes the recording may use (default 80% of available memory).
         engine: ``"eager"`` (torch.optim, autograd, every feature), ``"compiled"`` (gradient
             and update compiled together on a structure-of-arrays layout, stop rules checked
-            every 16 steps with an exact replay, for gd, momentum, nesterov, adagrad, rmsprop
+            every 64 steps with an exact replay, for gd, momentum, nesterov, adagrad, rmsprop
             and adam with autograd gradients), or ``"auto"``: compiled when the work repays
             the compile time or the steps are already compiled.
         **hyper: optimizer hyper-parameters (``momentum=0.9``, ``betas=(0.9, 0.99)``, ...).
