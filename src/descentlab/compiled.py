@@ -251,15 +251,8 @@ def _lean(
         if out == "plain":
             return new_x, state
         gn = torch.where(event, math.nan, gn)
-        if out == "flags":
-            return (
-                new_x,
-                state,
-                here,
-                v,
-                gn,
-                (gn != gn).sum(),
-            )  # counted in the same loop (isnan: not vectorized)
+        if out == "flags":  # NaNs counted in the same loop (gn != gn: isnan is not vectorized)
+            return new_x, state, here, v, gn, (gn != gn).sum()
         return new_x, state, v, gn
 
     if out != "record":
@@ -301,18 +294,10 @@ def _compiled(objective, plan, d, dtype, device, order, box, tol_set, kernel):
         wide = fused and kernel[0] == "plain" and torch.device(device).type == "cpu"
         options = {"post_grad_custom_pre_pass": RowsPass(wide)} if fused else None
         step = torch.compile(lean, options=options)
-        if wide:
-            step = _under(wider_vectors, step)  # compiling happens at (any) call
+        if wide:  # compiling happens at the first call (and any recompile): wrap every call
+            step = wider_vectors()(step)
         _CACHE[key] = step
     return step
-
-
-def _under(context, fn: Callable) -> Callable:
-    def call(*args):
-        with context():
-            return fn(*args)
-
-    return call
 
 
 # Steps between checks; a block with an event is replayed for the points it touched. Each block
