@@ -52,7 +52,7 @@ def measure(step, kind, unroll, points, steps, reps):
     x = torch.rand(2, points, generator=torch.Generator().manual_seed(0)) * 8 - 4
     state = zero_state(kind, x)
     h = {"lr": LR, "momentum": 0.0, "eps": 1e-8, "alpha": 0.0, "beta1": 0.9, "beta2": 0.999}
-    h |= {"step_size": 0.0, "c2sqrt": 0.0}  # per step: call_scalars
+    h |= {"step_size": 0.0, "inv_c2sqrt": 0.0}  # per step: call_scalars
     packed = torch.tensor(packed_scalars(h, -math.inf, 1e9) + call_scalars(h, 10, unroll))
     began = time.perf_counter()
     step(x, state, packed)

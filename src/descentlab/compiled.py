@@ -64,7 +64,7 @@ _EXTRA_FIXED = {
     "adam": {"amsgrad": False, "decoupled_weight_decay": False},
 }
 # Measured here (Himmelblau, 1e6 points, 1 thread, record="final"): the eager engine runs
-# 2e7 point-steps/s; compiled, warm: gd 4-6e8, momentum 3e8, adam 2-2.5e8. A run compiles two
+# 2e7 point-steps/s; compiled, warm: gd 4-7e8, momentum 3e8, adam 2.5e8. A run compiles two
 # kernels (the plain step and the one that returns flags). A first call in a fresh process
 # (10k points x 100 steps, benchmarks/throughput.py) takes 12-13 s for a new objective, 5-6 s
 # when inductor's on-disk cache has its kernels (importing dynamo and inductor: 2.4-3.6 s of
@@ -72,7 +72,7 @@ _EXTRA_FIXED = {
 # `auto` compiles only when the time saved exceeds a cold compile.
 _COMPILE_SECONDS = 16.0
 _EAGER_RATE = 2e7
-_COMPILED_RATE = {"gd": 5e8, "sgd": 3e8, "adagrad": 2.5e8, "rmsprop": 2.5e8, "adam": 2e8}
+_COMPILED_RATE = {"gd": 5e8, "sgd": 3e8, "adagrad": 2.5e8, "rmsprop": 2.5e8, "adam": 2.5e8}
 _CACHE: dict[tuple, Callable] = {}
 
 
@@ -214,8 +214,8 @@ def _lean(
         rows = x.unbind(0)
         parts = [tuple(s[j] for s in state) for j in range(len(rows))]
         for i in range(substeps):
-            live, step_size, c2sqrt = scalars[first_sub + 3 * i : first_sub + 3 * i + 3]
-            h = {**common, "step_size": step_size, "c2sqrt": c2sqrt}
+            live, step_size, inv_c2sqrt = scalars[first_sub + 3 * i : first_sub + 3 * i + 3]
+            h = {**common, "step_size": step_size, "inv_c2sqrt": inv_c2sqrt}
             here = x if i == 0 else torch.stack(rows)
             g, (_, v) = value_and_grad(here)
             grads = g.unbind(0)
@@ -470,9 +470,9 @@ class _Replay:
         for k in range(k0, k1):
             kt = torch.tensor(k, dtype=torch.int32, device=idx.device)
             if self.kind == "adam":
-                step_size, c2sqrt = bias_corrections(self.h, k + 1)
+                step_size, inv_c2sqrt = bias_corrections(self.h, k + 1)
                 self.h["step_size"] = self.h["step_size"].new_tensor(step_size)
-                self.h["c2sqrt"] = self.h["c2sqrt"].new_tensor(c2sqrt)
+                self.h["inv_c2sqrt"] = self.h["inv_c2sqrt"].new_tensor(inv_c2sqrt)
             out = self.step(cols, *before, active, status, taken, kt, state, self.h, *self.limits)
             new, active, status, taken, state, here, v, gn = out
             if s.every is not None and k % s.every == 0:
