@@ -23,9 +23,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from . import functions as registry
 from . import optimizers as optimizer_registry
@@ -34,6 +34,9 @@ from .errors import DescentError, check_positive
 from .runners import runner_for
 from .starts import random as random_starts
 from .trajectory import DIVERGED, INTERRUPTED, atomic_file
+
+if TYPE_CHECKING:  # pandas is imported where a table is made: it took 0.66 s of the package's
+    import pandas as pd  # import, which every run paid for
 
 DEFAULT_FUNCTIONS = (
     "sphere",
@@ -173,6 +176,8 @@ class BenchResult:
         """COCO-style ECDF per (function, optimizer): the fraction of all reported starts that
         reached the target by step t, at log-spaced t (tidy: function, optimizer, step,
         fraction)."""
+        import pandas as pd
+
         steps = int(self.table.steps.max())
         grid = np.concatenate([[0], np.unique(np.geomspace(1, steps, points).astype(int))])
         rows = []
@@ -238,6 +243,8 @@ def bench(
         out: also write the table here (``.csv`` or ``.parquet``).
         progress: called as ``progress(done, total)`` after each block.
     """
+    import pandas as pd
+
     names = _check_names(functions, optimizers, lrs, dim)
     _check_counts(starts, steps, seed, seeds)
     check_positive("target", target)
@@ -371,5 +378,7 @@ def save_table(table: pd.DataFrame, path: str | Path) -> Path:
 
 def load_table(path: str | Path) -> pd.DataFrame:
     """Read a table written by `bench` (CSV or Parquet)."""
+    import pandas as pd
+
     kind = _table_format(path)
     return pd.read_csv(path) if kind == "csv" else pd.read_parquet(path)
