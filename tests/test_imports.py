@@ -32,3 +32,19 @@ def test_the_lazily_imported_parts_still_work():
     assert list(result.table.phase) == ["tune", "report"]
     assert result.ecdf().fraction.between(0, 1).all()
     assert dl.plot.__name__ == "descentlab.plot"  # loaded on first use
+
+
+def test_a_cli_run_that_draws_nothing_does_not_import_matplotlib():
+    code = (
+        "import sys\n"
+        "from descentlab.cli import app\n"
+        "try:\n"
+        "    app(['descend', 'x**2', '--start', '3', '--lr', '0.1', '--steps', '5'])\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "print('matplotlib' in sys.modules, 'pandas' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip().splitlines()[-1] == "False False", out

@@ -332,9 +332,11 @@ _PICTURE_FORMATS = {
 
 def _check_pictures(**paths) -> dict:
     """Refuse a bad output path before the run, not after it."""
+    wanted = {k: v for k, v in paths.items() if v is not None}
+    if not wanted:  # the plot package imports matplotlib (1 s): only for a run that draws
+        return wanted
     from .plot._common import check_output
 
-    wanted = {k: v for k, v in paths.items() if v is not None}
     for kind, path in wanted.items():
         check_output(
             path,
