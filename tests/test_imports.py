@@ -17,11 +17,16 @@ HEAVY = (
 )
 
 
-def test_import_loads_no_heavy_package():
-    code = f"import sys, descentlab; print([m for m in {HEAVY!r} if m in sys.modules])"
-    out = subprocess.run(
+def python(code: str) -> str:
+    """What `code` prints in a fresh interpreter (one that has imported nothing yet)."""
+    return subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
+
+
+def test_import_loads_no_heavy_package():
+    code = f"import sys, descentlab; print([m for m in {HEAVY!r} if m in sys.modules])"
+    out = python(code)
     assert out.strip() == "[]", f"import descentlab loaded {out.strip()}"
 
 
@@ -44,7 +49,5 @@ def test_a_cli_run_that_draws_nothing_does_not_import_matplotlib():
         "    assert not exc.code, exc.code\n"
         "print('matplotlib' in sys.modules, 'pandas' in sys.modules)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
+    out = python(code)
     assert out.strip().splitlines()[-1] == "False False", out
