@@ -121,7 +121,9 @@ def descend(
     objective, x0 = problem.objective, problem.x0
     n, d = x0.shape
     box = _clamp_box(bounds, d, x0)
-    limit = blowup or 1e6 * max(1.0, float(x0.abs().max()), *_domain_scale(objective.domain))
+    low, high = torch.aminmax(x0)  # (x0.abs().max() writes an |x0| copy first: 3x slower)
+    largest = max(-float(low), float(high))
+    limit = blowup or 1e6 * max(1.0, largest, *_domain_scale(objective.domain))
     limit = min(limit, torch.finfo(dtype).max)  # finite in the dtype: an infinite x is beyond it
     rows = 1 if every is None else steps // every + 1 + (steps % every != 0)
     check_recording(rows, n, d, dtype, max_memory, record)
@@ -134,8 +136,6 @@ def descend(
         x, v, gn, status, taken, k = loop(
             objective, grad, plan, x0, settings, rec, interrupted, bar
         )
-    taken[status == 0] = k
-    taken[status == INTERRUPTED] = k
     rec.finish(k, x, v, gn)
 
     meta = {
@@ -195,7 +195,8 @@ class Settings:
 
 def eager_loop(objective, grad, plan, x0, s: Settings, rec: Recorder, interrupted, bar):
     """The reference loop: torch.optim on an ``(N, d)`` tensor, autograd (or another gradient)
-    per iteration, stop rules applied point by point. Returns x, v, gn, status, taken, k."""
+    per iteration, stop rules applied point by point. Returns x, v, gn, status, taken, k, where
+    taken is every point's step count (k for those still running or interrupted)."""
     n = x0.shape[0]
     rec.engine = "eager"
     evaluate = Evaluator(objective, grad)
@@ -233,6 +234,7 @@ def eager_loop(objective, grad, plan, x0, s: Settings, rec: Recorder, interrupte
         if not active.all():
             walkers.hold(~active, prev[0])
         bar.update(k + 1)
+    taken[(status == 0) | (status == INTERRUPTED)] = k
     return x, v, gn, status, taken, k
 
 
