@@ -210,3 +210,20 @@ def test_progress_bar_only_when_asked_outside_a_terminal():
     )
     assert "descending" in forced.stderr and "100%" in forced.stderr
     assert quiet.stderr == ""
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 10, 11, 30])
+def test_the_per_step_checks_equal_their_plain_forms(d):
+    from descentlab.descent import _some, healthy, max_abs
+
+    gen = torch.Generator().manual_seed(d)
+    x = torch.randn(400, d, generator=gen) * 10.0 ** torch.randint(-3, 8, (400, d), generator=gen)
+    v, gn = torch.randn(400, generator=gen), torch.rand(400, generator=gen)
+    specials = [math.nan, math.inf, -math.inf, 0.0, -0.0, 1e6, 3.4e38]
+    for i, value in enumerate(specials):  # each special in x, v and gn, on rows of its own
+        x[i, i % d], v[10 + i], gn[20 + i] = value, value, abs(value)
+    assert torch.equal(max_abs(x).isnan(), x.abs().amax(-1).isnan())
+    assert torch.equal(max_abs(x).nan_to_num(-1.0), x.abs().amax(-1).nan_to_num(-1.0))
+    plain = torch.isfinite(v) & torch.isfinite(gn) & (x.abs().amax(-1) <= 1e6)
+    assert torch.equal(healthy(x, v, gn, 1e6), plain) and 0 < plain.sum() < 400
+    assert _some(plain) and not _some(torch.zeros(5, dtype=torch.bool))
