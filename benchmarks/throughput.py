@@ -93,7 +93,7 @@ void descend(float *restrict x, float *restrict y, long n, int steps, float lr) 
         va = 0.999f * va + 0.001f * ga * ga; vb = 0.999f * vb + 0.001f * gb * gb; \
         a -= ss[s] * ma / (sqrtf(va) * ic[s] + 1e-8f); \
         b -= ss[s] * mb / (sqrtf(vb) * ic[s] + 1e-8f); } while (0)
-void adam(float *restrict x, float *restrict y, long n, int steps, float lr,
+void adam(float *restrict x, float *restrict y, long n, int steps,
           const float *restrict ss, const float *restrict ic) {
     long i = 0;
     for (; i + B <= n; i += B) {
@@ -251,7 +251,7 @@ def c_kernel():
     library = ctypes.CDLL(str(lib))
     fn, adam = library.descend, library.adam
     fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long, ctypes.c_int, ctypes.c_float]
-    adam.argtypes = [*fn.argtypes, ctypes.c_void_p, ctypes.c_void_p]
+    adam.argtypes = [*fn.argtypes[:4], ctypes.c_void_p, ctypes.c_void_p]
 
     def run(x0, steps):
         a, b = np.ascontiguousarray(x0[:, 0]), np.ascontiguousarray(x0[:, 1])
@@ -263,7 +263,7 @@ def c_kernel():
         ss = (LR / (1 - 0.9**t)).astype(np.float32)
         ic = ((1 - 0.999**t) ** -0.5).astype(np.float32)
         a, b = np.ascontiguousarray(x0[:, 0]), np.ascontiguousarray(x0[:, 1])
-        adam(a.ctypes.data, b.ctypes.data, len(a), steps, LR, ss.ctypes.data, ic.ctypes.data)
+        adam(a.ctypes.data, b.ctypes.data, len(a), steps, ss.ctypes.data, ic.ctypes.data)
         return np.stack([a, b], axis=1)
 
     return run, run_adam

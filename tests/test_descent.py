@@ -226,4 +226,7 @@ def test_the_per_step_checks_equal_their_plain_forms(d):
     assert torch.equal(max_abs(x).nan_to_num(-1.0), x.abs().amax(-1).nan_to_num(-1.0))
     plain = torch.isfinite(v) & torch.isfinite(gn) & (x.abs().amax(-1) <= 1e6)
     assert torch.equal(healthy(x, v, gn, 1e6), plain) and 0 < plain.sum() < 400
+    wide = x.double() * (1 + 2**-40)  # differs from x below float32's precision
+    plain = torch.isfinite(v) & torch.isfinite(gn) & (wide.abs().amax(-1) <= 1e6)
+    assert torch.equal(healthy(wide, v, gn, 1e6), plain)
     assert _some(plain) and not _some(torch.zeros(5, dtype=torch.bool))
