@@ -74,7 +74,9 @@ class Trajectory:
     """The record of a batch of descents.
 
     Attributes:
-        path: ``(R, N, d)`` positions at the recorded iterations.
+        path: ``(R, N, d)`` positions at the recorded iterations. With ``record="final"`` its
+            one row is the final state itself (the same memory as ``x_``, ``value_`` and
+            ``grad_norm_``, not a copy): copy before writing into either.
         values: ``(R, N)`` f at those positions.
         grad_norms: ``(R, N)`` gradient norms there (the run's norm).
         recorded: ``(R,)`` iteration index of each recorded row.
