@@ -54,6 +54,7 @@ import descentlab as dl
 from descentlab.functions import himmelblau
 
 LR = 0.01
+C_GD, C_ADAM = "C, fused, -O3 -march=native", "C, fused, -O3 -march=native, adam"  # row names
 C_SOURCE = r"""
 #include <math.h>
 #define B 32  /* points per block: the compiler keeps them in vector registers across steps */
@@ -472,8 +473,8 @@ def main() -> None:
     if (g := gdv_impl()) is not None:
         impls["grad-descent-visualizer loop (float64)"] = (g, x0)
     if (c := c_kernel()) is not None:
-        impls["C, fused, -O3 -march=native"] = (c[0], x0)
-        impls["C, fused, -O3 -march=native, adam"] = (c[1], x0)
+        impls[C_GD] = (c[0], x0)
+        impls[C_ADAM] = (c[1], x0)
     if (j := jax_impl()) is not None:
         impls["JAX jit(vmap(grad)) fori_loop"] = (j[0], x0)
         impls["JAX lax.scan, recording positions"] = (j[1], x0)
@@ -529,9 +530,8 @@ def main() -> None:
         "rows": rows,
         "adam_over_gd": rate["descentlab compiled, adam"] / ours,
     }
-    c_gd, c_adam = "C, fused, -O3 -march=native", "C, fused, -O3 -march=native, adam"
-    if c_adam in rate:  # what exact Adam costs against gd with nothing but arithmetic in the way
-        result["c_adam_over_c_gd"] = rate[c_adam] / rate[c_gd]
+    if C_ADAM in rate:  # what exact Adam costs against gd with nothing but arithmetic in the way
+        result["c_adam_over_c_gd"] = rate[C_ADAM] / rate[C_GD]
     table = [
         f"Himmelblau, gradient descent lr {LR}, {args.points:,} points x {args.steps} steps, "
         f"float32, {args.threads} thread(s), torch rows on {DEVICE}, median of {args.reps} "
