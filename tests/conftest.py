@@ -5,6 +5,9 @@ import pytest
 import torch
 
 REQUIRE_ALL = os.environ.get("DESCENTLAB_REQUIRE_ALL") == "1"
+# no packaged kernels (descentlab.kernelcache) read from the user's cache or built in the
+# background while tests run (subprocesses inherit this); tests of the cache set their own folder
+os.environ["DESCENTLAB_KERNEL_CACHE"] = "off"
 
 
 def require_tool(name: str) -> str:

@@ -37,6 +37,7 @@ import torch
 from .trajectory import CONVERGED, DIVERGED, INTERRUPTED
 from .updates import (
     HYPER,
+    STATE_SIZE,
     SUPPORTED,
     bias_corrections,
     call_scalars,
@@ -116,10 +117,18 @@ def _key(objective, plan, d, dtype, device, order, box, tol_set) -> tuple:
 def worth_compiling(
     objective, plan, n, steps, d, dtype, device, order, box, every=None, tol_set=False
 ) -> bool:
-    """Compile when the steps are already compiled, or when the eager time saved exceeds a cold
-    compile."""
+    """Compile when the steps are already compiled (in this process, or as packages on disk:
+    `kernelcache`), or when the eager time saved exceeds a cold compile."""
+    from . import kernelcache
+
     key = _key(objective, plan, d, dtype, device, order, box, tol_set)
     if all((*key, *kernel) in _CACHE for kernel in _kernels(every)):
+        return True
+    packages = [
+        _package_spec(objective, plan, d, dtype, device, order, box, tol_set, kernel)
+        for kernel in _kernels(every)
+    ]
+    if n >= 2 and all(kernelcache.available(p) for p in packages):
         return True
     work = n * steps
     saved = work / _EAGER_RATE - work / _COMPILED_RATE[kind_of(plan)]
@@ -134,14 +143,19 @@ def _iteration(fn: Callable, kind: str, nesterov: bool, order: float, clamp: boo
     """
     update = update_rule(kind, nesterov)
 
-    def value_sum(cols):
-        v = fn(torch.stack(cols, dim=-1))
-        return v.sum(), v
-
-    value_and_grad = torch.func.grad_and_value(value_sum, has_aux=True)
+    def value_and_grad(cols):
+        # autograd, not torch.func: torch.func's first call imports dynamo (2.2 s here), which
+        # a run on packaged kernels (`kernelcache`) otherwise never needs
+        with torch.enable_grad():
+            leaves = tuple(c.detach().requires_grad_() for c in cols)
+            v = fn(torch.stack(leaves, dim=-1))
+            if not v.requires_grad:  # f does not depend on x
+                return tuple(torch.zeros_like(c) for c in cols), v
+            g = torch.autograd.grad(v.sum(), leaves, allow_unused=True, materialize_grads=True)
+        return g, v.detach()
 
     def iteration(cols, prev, vp, gnp, active, status, taken, k, state, h, tol, limit, lo, hi):
-        g, (_, v) = value_and_grad(cols)
+        g, v = value_and_grad(cols)
         gn = coordinate_norm(g, order)
         ok = torch.isfinite(v) & torch.isfinite(gn) & (coordinate_norm(cols, math.inf) <= limit)
         bad = active & ~ok
@@ -279,23 +293,53 @@ def _raise_recompile_limit() -> None:
             break
 
 
+def _wide(kernel, device) -> bool:
+    """Whether a kernel runs several AVX vectors per loop iteration (`fusion.wider_vectors`):
+    the plain fused kernel on the CPU only (the flags kernel's NaN count would need 16 int64
+    vectors)."""
+    return kernel[1] > 1 and kernel[0] == "plain" and torch.device(device).type == "cpu"
+
+
+def _package_spec(objective, plan, d, dtype, device, order, box, tol_set, kernel):
+    """What names this kernel's package in `kernelcache`; None when it is not kept."""
+    from . import kernelcache
+
+    nesterov = bool(plan.kwargs.get("nesterov", False))
+    wide = _wide(kernel, device)
+    clamp = box is not None
+    return kernelcache.spec(
+        objective, kind_of(plan), nesterov, d, dtype, device, order, clamp, tol_set, kernel, wide
+    )
+
+
+def _torch_compiled(fn, kind, nesterov, order, clamp, tol_set, kernel, device):
+    from .fusion import RowsPass, wider_vectors
+
+    _raise_recompile_limit()
+    lean = _lean(fn, kind, nesterov, order, clamp, tol_set, *kernel)
+    wide = _wide(kernel, device)
+    options = {"post_grad_custom_pre_pass": RowsPass(wide)} if kernel[1] > 1 else None
+    step = torch.compile(lean, options=options)
+    if wide:  # compiling happens at the first call (and any recompile): wrap every call
+        step = wider_vectors()(step)
+    return step
+
+
 def _compiled(objective, plan, d, dtype, device, order, box, tol_set, kernel):
+    """The kernel: from this process's cache, else its package on disk (`kernelcache`), else
+    `torch.compile`."""
+    from . import kernelcache
+
     key = (*_key(objective, plan, d, dtype, device, order, box, tol_set), *kernel)
     step = _CACHE.get(key)
     if step is None:
-        from .fusion import RowsPass, wider_vectors
-
-        _raise_recompile_limit()
         kind = kind_of(plan)
         nesterov = bool(plan.kwargs.get("nesterov", False))
-        lean = _lean(objective.fn, kind, nesterov, order, box is not None, tol_set, *kernel)
-        fused = kernel[1] > 1
-        # the plain kernel only: the flags kernel's NaN count would need 16 int64 vectors
-        wide = fused and kernel[0] == "plain" and torch.device(device).type == "cpu"
-        options = {"post_grad_custom_pre_pass": RowsPass(wide)} if fused else None
-        step = torch.compile(lean, options=options)
-        if wide:  # compiling happens at the first call (and any recompile): wrap every call
-            step = wider_vectors()(step)
+        args = (objective.fn, kind, nesterov, order, box is not None, tol_set, kernel, device)
+        package = _package_spec(objective, plan, d, dtype, device, order, box, tol_set, kernel)
+        step = kernelcache.load(package, STATE_SIZE[kind], lambda: _torch_compiled(*args))
+        if step is None:
+            step = _torch_compiled(*args)
         _CACHE[key] = step
     return step
 
@@ -330,6 +374,8 @@ def compiled_loop(objective, grad, plan, x0, s, rec, interrupted, bar):
     the steps the full rules would have taken. A point that stopped is parked as NaN (held for
     good: its value is not finite) and its final position, value and norm are kept aside.
     """
+    from . import kernelcache
+
     n, d = x0.shape
     dtype, device = x0.dtype, x0.device
     full = s.every is not None
@@ -338,6 +384,11 @@ def compiled_loop(objective, grad, plan, x0, s, rec, interrupted, bar):
         out: _compiled(objective, plan, d, dtype, device, s.order, s.box, tol_set, (out, k))
         for out, k in _kernels(s.every)
     }
+    # kernels a later process could load from disk instead of compiling: built after this run
+    packages = [
+        _package_spec(objective, plan, d, dtype, device, s.order, s.box, tol_set, kernel)
+        for kernel in _kernels(s.every)
+    ]
     per_call = 1 if full else STEPS_PER_CALL
     rec.engine = "compiled"
     if full:
@@ -431,6 +482,8 @@ def compiled_loop(objective, grad, plan, x0, s, rec, interrupted, bar):
         prev = (here, v.clone(), gn.clone()) if full else (here, v, gn)  # rows get patched
         k0 = k1
         bar.update(k1)
+    if all(packages):  # a recording run compiles its record kernel anyway: keep none
+        kernelcache.build_later(packages)
     if stopped_count == 0:  # (v and gn may be the recorder's rows: hand out copies)
         if status is None:
             status = torch.zeros(n, dtype=torch.int8, device=device)

@@ -94,7 +94,8 @@ def descend(
             and update compiled together on a structure-of-arrays layout, stop rules checked
             every 64 steps with an exact replay, for gd, momentum, nesterov, adagrad, rmsprop
             and adam with autograd gradients), or ``"auto"``: compiled when the work repays
-            the compile time or the steps are already compiled.
+            the compile time or the steps are already compiled (in this process, or kept on
+            disk from an earlier one for a registered function or formula: `kernelcache`).
         **hyper: optimizer hyper-parameters (``momentum=0.9``, ``betas=(0.9, 0.99)``, ...).
 
     Returns:

@@ -132,9 +132,12 @@ def update_rule(kind: str, nesterov: bool):
     return adam
 
 
+# tensors of optimizer state per coordinate row, by kind
+STATE_SIZE = {"gd": 0, "sgd": 1, "adagrad": 1, "rmsprop": 2, "adam": 2}
+
+
 def zero_state(kind: str, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    count = {"gd": 0, "sgd": 1, "adagrad": 1, "rmsprop": 2, "adam": 2}[kind]
-    return tuple(torch.zeros_like(x) for _ in range(count))
+    return tuple(torch.zeros_like(x) for _ in range(STATE_SIZE[kind]))
 
 
 def coordinate_norm(cols: tuple[torch.Tensor, ...], order: float) -> torch.Tensor:
