@@ -23,10 +23,11 @@ Rows (each run `--reps` times, alternating, median reported):
 
 Every implementation must land on the same final points (max |difference| is reported).
 Also: first-call times of the compiled engine in fresh processes (first ever: an empty inductor
-cache, which includes torch's one-time CPU probe; cold: a new objective; warm: its kernels
-cached), the import of dynamo and inductor alone, 10,000 points x 100 steps end to end, and the
-scaling curve
-(N = 1e2 ... 1e7) with each run's peak memory, measured in a fresh process per point.
+cache, which includes torch's one-time CPU probe; cold: a new objective; warm_inductor: its
+kernels in inductor's cache; warm: its packaged kernels on disk, `descentlab.kernelcache`), the
+import of dynamo and inductor alone, 10,000 points x 100 steps end to end, packaged kernels
+against torch.compile's at 1e6 points, and the scaling curve (N = 1e2 ... 1e7) with each run's
+peak memory, measured in a fresh process per point.
 Writes benchmarks/results/throughput.json and throughput.md.
 JAX and grad-descent-visualizer come from `pip install -e ".[bench]"` plus
 `pip install --no-deps grad-descent-visualizer` (its pins do not install on Python 3.11).
@@ -371,27 +372,49 @@ print(time.perf_counter() - began)
 END_TO_END_REPS = 5
 
 
+def _wait_for_builds(folder: str, timeout: float = 900.0) -> float:
+    """Seconds until the background builds of packaged kernels in `folder` are done."""
+    began = time.perf_counter()
+    while any(name.endswith(".lock") for name in os.listdir(folder)):
+        if time.perf_counter() - began > timeout:
+            raise RuntimeError(f"packaged kernels still building after {timeout:.0f} s")
+        time.sleep(0.5)
+    return time.perf_counter() - began
+
+
 def compile_times() -> dict:
     """First calls in fresh processes, 10,000 points x 100 steps, record="final".
 
     - first_ever: an empty inductor cache (another objective, booth): includes torch's one-time
       probe of the CPU's vector instructions, which it keeps in that cache;
     - cold: then Himmelblau, compiled for the first time (what a new objective costs);
-    - warm: Himmelblau again, its kernels in inductor's on-disk cache.
+    - warm_inductor: Himmelblau again with its kernels in inductor's on-disk cache and
+      descentlab's packaged kernels off (torch.compile still imports dynamo and traces);
+    - warm: Himmelblau again, its packaged kernels on disk (`descentlab.kernelcache`, built in
+      the background after the cold call: how long that took is `package_build_s`).
     Inductor's precompiled header lives outside the cache directory (it is machine-wide and
-    kept). Also: the import of dynamo and inductor alone, and 10,000 x 100 end to end with each
-    engine (auto included), the median of `END_TO_END_REPS` alternating fresh processes."""
-    cache = tempfile.mkdtemp()
-    env = {"TORCHINDUCTOR_CACHE_DIR": cache}
+    kept). Also: the import of dynamo and inductor alone; 10,000 x 100 end to end with each
+    engine (auto included), the median of `END_TO_END_REPS` alternating fresh processes, with
+    the packages on disk; and 1e6 x 100 on packaged kernels against torch.compile's."""
+    cache, kernels = tempfile.mkdtemp(), tempfile.mkdtemp()
+    env = {"TORCHINDUCTOR_CACHE_DIR": cache, "DESCENTLAB_KERNEL_CACHE": kernels}
+    no_packages = {**env, "DESCENTLAB_KERNEL_CACHE": "off"}
     out = {}
-    for label, function in (
-        ("first_ever", "booth"),
-        ("cold", "himmelblau"),
-        ("warm", "himmelblau"),
+    for label, function, environment in (
+        ("first_ever", "booth", env),
+        ("cold", "himmelblau", env),
+        ("warm_inductor", "himmelblau", no_packages),
+        ("warm", "himmelblau", env),
     ):
-        _, first, later, *_ = probe(10_000, 100, "compiled", reps=2, env=env, function=function)
+        used, first, later, *_ = probe(
+            10_000, 100, "compiled", reps=2, env=environment, function=function
+        )
+        assert used == "compiled", used
         out[f"first_call_{label}_s"] = first
         out[f"later_call_{label}_s"] = later
+        waited = _wait_for_builds(kernels)  # a background build would share the CPU
+        if label == "cold":
+            out["package_build_s"] = waited  # from the cold call's end, both kernels
     imports = subprocess.run(
         [sys.executable, "-c", IMPORTS], capture_output=True, text=True, check=True
     )
@@ -407,7 +430,13 @@ def compile_times() -> dict:
     for engine, times in ends.items():
         out[f"10k_x_100_{engine}_s"] = statistics.median(times)
         out[f"10k_x_100_{engine}_all_s"] = times
+    # packaged kernels against torch.compile's at full size: the best of 3 later calls in each
+    # of 2 processes
+    for label, environment in (("packaged", env), ("torch_compile", no_packages)):
+        best = [probe(10**6, 100, "compiled", reps=4, env=environment)[2] for _ in range(2)]
+        out[f"1e6_x_100_{label}_best_s"] = min(best)
     shutil.rmtree(cache, ignore_errors=True)
+    shutil.rmtree(kernels, ignore_errors=True)
     return out
 
 
@@ -435,6 +464,9 @@ def scaling(steps: int) -> list[dict]:
 
 
 def main() -> None:
+    # the rows below measure torch.compile's kernels, and build no packages in the background;
+    # compile_times gives its probes a folder of their own
+    os.environ["DESCENTLAB_KERNEL_CACHE"] = "off"
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--points", type=int, default=1_000_000)
     ap.add_argument("--steps", type=int, default=100)
