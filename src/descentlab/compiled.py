@@ -124,10 +124,7 @@ def worth_compiling(
     key = _key(objective, plan, d, dtype, device, order, box, tol_set)
     if all((*key, *kernel) in _CACHE for kernel in _kernels(every)):
         return True
-    packages = [
-        _package_spec(objective, plan, d, dtype, device, order, box, tol_set, kernel)
-        for kernel in _kernels(every)
-    ]
+    packages = _packages(objective, plan, d, dtype, device, order, box, tol_set, every)
     if n >= 2 and all(kernelcache.available(p) for p in packages):
         return True
     work = n * steps
@@ -312,6 +309,14 @@ def _package_spec(objective, plan, d, dtype, device, order, box, tol_set, kernel
     )
 
 
+def _packages(objective, plan, d, dtype, device, order, box, tol_set, every) -> list:
+    """`_package_spec` of every kernel a run needs (`_kernels`)."""
+    return [
+        _package_spec(objective, plan, d, dtype, device, order, box, tol_set, kernel)
+        for kernel in _kernels(every)
+    ]
+
+
 def _torch_compiled(fn, kind, nesterov, order, clamp, tol_set, kernel, device):
     from .fusion import RowsPass, wider_vectors
 
@@ -385,10 +390,7 @@ def compiled_loop(objective, grad, plan, x0, s, rec, interrupted, bar):
         for out, k in _kernels(s.every)
     }
     # kernels a later process could load from disk instead of compiling: built after this run
-    packages = [
-        _package_spec(objective, plan, d, dtype, device, s.order, s.box, tol_set, kernel)
-        for kernel in _kernels(s.every)
-    ]
+    packages = _packages(objective, plan, d, dtype, device, s.order, s.box, tol_set, s.every)
     per_call = 1 if full else STEPS_PER_CALL
     rec.engine = "compiled"
     if full:

@@ -45,7 +45,8 @@ from . import formula, functions
 OFF = ("off", "0", "false", "no", "none")
 # sources the kernels' code comes from: an edit to any of them names new packages
 _SOURCES = ("compiled.py", "updates.py", "fusion.py", "functions.py", "formula.py", __file__)
-# a build that left its lock this long ago died (a build takes well under a minute a kernel)
+# a builder whose pid file is this old died (it touches the file before each build, and a
+# build takes well under a minute)
 STALE_LOCK_S = 15 * 60
 # size of the points axis in the traced example: unlike any fixed size of the graph, so the
 # tracer cannot take it for one (the exported kernel takes any N >= 2)
