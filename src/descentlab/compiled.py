@@ -330,9 +330,9 @@ def _torch_compiled(fn, kind, nesterov, order, clamp, tol_set, kernel, device):
     return step
 
 
-def _compiled(objective, plan, d, dtype, device, order, box, tol_set, kernel):
-    """The kernel: from this process's cache, else its package on disk (`kernelcache`), else
-    `torch.compile`."""
+def _compiled(objective, plan, d, dtype, device, order, box, tol_set, kernel, package):
+    """The kernel: from this process's cache, else its package on disk (`kernelcache`, named
+    by `package`, a `_package_spec`), else `torch.compile`."""
     from . import kernelcache
 
     key = (*_key(objective, plan, d, dtype, device, order, box, tol_set), *kernel)
@@ -341,7 +341,6 @@ def _compiled(objective, plan, d, dtype, device, order, box, tol_set, kernel):
         kind = kind_of(plan)
         nesterov = bool(plan.kwargs.get("nesterov", False))
         args = (objective.fn, kind, nesterov, order, box is not None, tol_set, kernel, device)
-        package = _package_spec(objective, plan, d, dtype, device, order, box, tol_set, kernel)
         step = kernelcache.load(package, STATE_SIZE[kind], lambda: _torch_compiled(*args))
         if step is None:
             step = _torch_compiled(*args)
@@ -385,12 +384,12 @@ def compiled_loop(objective, grad, plan, x0, s, rec, interrupted, bar):
     dtype, device = x0.dtype, x0.device
     full = s.every is not None
     tol_set = s.tol is not None
-    kernels = {
-        out: _compiled(objective, plan, d, dtype, device, s.order, s.box, tol_set, (out, k))
-        for out, k in _kernels(s.every)
-    }
     # kernels a later process could load from disk instead of compiling: built after this run
     packages = _packages(objective, plan, d, dtype, device, s.order, s.box, tol_set, s.every)
+    kernels = {
+        out: _compiled(objective, plan, d, dtype, device, s.order, s.box, tol_set, (out, k), p)
+        for (out, k), p in zip(_kernels(s.every), packages, strict=True)
+    }
     per_call = 1 if full else STEPS_PER_CALL
     rec.engine = "compiled"
     if full:
@@ -411,7 +410,8 @@ def compiled_loop(objective, grad, plan, x0, s, rec, interrupted, bar):
     tol, limit, lo, hi = replay.limits
     h = {key: float(value) for key, value in replay.h.items()}
     common = packed_scalars(h, float(tol), float(limit))
-    packed = torch.empty(len(common) + 3 * per_call, dtype=dtype, device=device)
+    size = len(common) + len(call_scalars(h, 0, per_call))
+    packed = torch.empty(size, dtype=dtype, device=device)
     stopped_count = 0
     k0 = 0
     while True:

@@ -285,7 +285,7 @@ def build(s: dict) -> Path:
 
     from . import compiled
     from .fusion import RowsPass, wider_vectors
-    from .updates import HYPER, zero_state
+    from .updates import HYPER, call_scalars, packed_scalars, zero_state
 
     dtype = getattr(torch, s["dtype"])
     lean = compiled._lean(
@@ -301,7 +301,8 @@ def build(s: dict) -> Path:
     d = s["d"]
     x = torch.rand(d, _EXAMPLE_N, dtype=dtype)
     state = zero_state(s["kind"], x)
-    packed = torch.zeros(len(HYPER) + 2 + 3 * s["substeps"], dtype=dtype)
+    h = dict.fromkeys(HYPER, 0.0)  # the values do not matter, the layout does
+    packed = torch.tensor(packed_scalars(h, 0, 0) + call_scalars(h, 0, s["substeps"]), dtype=dtype)
     lo = hi = torch.zeros(d if s["clamp"] else 1, dtype=dtype)
     n_state = len(state)
 
