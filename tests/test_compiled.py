@@ -1,6 +1,8 @@
 """The compiled engine gives the eager engine's results, falls back when it cannot compile,
 and `auto` chooses it only when it pays."""
 
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -190,6 +192,44 @@ def test_a_failed_compile_falls_back_to_eager_with_a_note(monkeypatch):
     np.testing.assert_array_equal(
         run.path, dl.descend("himmelblau", dl.grid(5), steps=5, engine="eager").path
     )
+
+
+WARNINGS_AS_ERRORS = r"""
+import sys, descentlab as dl
+run = dl.descend("himmelblau", dl.grid(8), steps=30, tol=1e-3, engine="compiled")
+print(run.meta["engine"], "torch._inductor" in sys.modules)
+"""
+
+
+@pytest.mark.slow
+def test_warnings_as_errors_do_not_stop_the_compile():
+    # importing inductor warns that torch.jit.script_method is deprecated: under -W error (or
+    # pytest's filterwarnings = error) that became a fallback, and the fallback's note an error
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", WARNINGS_AS_ERRORS],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["compiled", "True"], done.stderr[-2000:]
+
+
+def test_only_torchs_own_deprecation_notices_are_dropped():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with compiled.quiet_torch():
+            for module in ("torch", "torch.jit._script"):
+                warnings.warn_explicit("old", DeprecationWarning, "x.py", 1, module=module)
+            warnings.warn_explicit("soon", FutureWarning, "x.py", 1, module="torch.export")
+            with pytest.raises(DeprecationWarning):  # from f, from the user's code: kept
+                warnings.warn("mine", DeprecationWarning, stacklevel=1)
+            with pytest.raises(DeprecationWarning):
+                warnings.warn_explicit("x", DeprecationWarning, "t.py", 1, module="torchvision")
+            with pytest.raises(UserWarning):
+                warnings.warn_explicit("y", UserWarning, "x.py", 1, module="torch._dynamo")
+        with pytest.raises(DeprecationWarning):  # and only inside the block
+            warnings.warn_explicit("old", DeprecationWarning, "x.py", 1, module="torch")
 
 
 @pytest.mark.parametrize("record", ["all", 2, "final"])

@@ -1,11 +1,13 @@
 """Packaged kernels (`descentlab.kernelcache`): what is kept, under which name, and that a later
 process runs them without dynamo and with the results of the kernels torch.compile makes."""
 
+import gc
 import json
 import os
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -93,6 +95,9 @@ class FakePopen:
         started.append(argv)
         assert argv[1:] == ["-m", "descentlab.kernelcache"] and kw["start_new_session"]
 
+    def wait(self):
+        return 0
+
 
 def queued(folder):
     return sorted(json.loads(f.read_text())["out"] for f in folder.glob("*.lock"))
@@ -124,6 +129,25 @@ def test_missing_packages_are_queued_for_one_builder(cache, monkeypatch):
     kernelcache.path(flags).with_suffix(".failed").write_text("Traceback ...")
     assert kernelcache.build_later([plain, flags]) is None and not queued(cache)
     assert kernelcache.wait([plain, flags], timeout=0)
+
+
+def test_the_builder_process_is_reaped_without_a_warning(cache, monkeypatch):
+    # the builder outlives nothing here: a short stand-in is started the way build_later
+    # starts it; a thread waits for it, so no zombie is left and the Popen is not collected
+    # while "still running" (a ResourceWarning, an error under pytest's filterwarnings)
+    real = subprocess.Popen
+    monkeypatch.setattr(subprocess, "Popen", lambda argv, **kw: real(["sleep", "0.2"], **kw))
+    builder = kernelcache.build_later([spec_of(functions.get("himmelblau"))])
+    assert builder is not None and builder.returncode is None
+    deadline = time.monotonic() + 10
+    while builder.returncode is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # (only the reaper sets returncode: nothing here polls)
+    assert builder.returncode == 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        del builder
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
 
 
 @pytest.mark.skipif(not kernelcache.supported(), reason="this torch has no AOTInductor loader")
@@ -208,7 +232,9 @@ def test_a_later_process_runs_the_packages_without_dynamo(cache, monkeypatch, tm
     state = (x.abs(), x * x)
     lo = hi = torch.zeros(1, dtype=torch.float64)
     for s in asked:
-        kernelcache.build(s)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # as the builder under PYTHONWARNINGS=error
+            kernelcache.build(s)
         kernel = next(k for key, k in compiled._CACHE.items() if key[-2:] == (s["out"], 4))
         calls = []
 
@@ -234,7 +260,8 @@ def test_a_later_process_runs_the_packages_without_dynamo(cache, monkeypatch, tm
         [sys.executable, "-c", FRESH, FORMULA, str(out), json.dumps(RUN), str(threads)],
         capture_output=True,
         text=True,
-        env={**os.environ, "DESCENTLAB_KERNEL_CACHE": str(cache)},
+        # warnings as errors: loading the packages and the replay must not trip on torch's
+        env={**os.environ, "DESCENTLAB_KERNEL_CACHE": str(cache), "PYTHONWARNINGS": "error"},
         timeout=240,
     )
     assert done.returncode == 0, done.stderr[-2000:]

@@ -27,6 +27,7 @@ so a new learning rate reuses the compiled code.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import warnings
@@ -551,6 +552,19 @@ class _Replay:
         return moved, state, active, status, taken.to(torch.int64), (torch.stack(here, -1), v, gn)
 
 
+@contextlib.contextmanager
+def quiet_torch():
+    """Drop the deprecation notices torch's own modules raise while dynamo and inductor load
+    and compile (importing inductor warns that `torch.jit.script_method` is deprecated). The
+    user can do nothing about them, and under ``python -W error`` or pytest's
+    ``filterwarnings = error`` each one would turn a compile into a fallback. Warnings from
+    anywhere else (f itself, say) pass as before."""
+    with warnings.catch_warnings():
+        for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+            warnings.filterwarnings("ignore", category=category, module=r"torch(\.|$)")
+        yield
+
+
 def loop_or_fallback(eager_loop: Callable) -> Callable:
     """The compiled loop, which runs the eager one instead (with a one-line note) when
     compilation fails — a missing C compiler, an operation inductor cannot handle."""
@@ -558,7 +572,8 @@ def loop_or_fallback(eager_loop: Callable) -> Callable:
     def loop(objective, grad, plan, x0, s, rec, interrupted, bar):
         began = time.perf_counter()
         try:
-            return compiled_loop(objective, grad, plan, x0, s, rec, interrupted, bar)
+            with quiet_torch():
+                return compiled_loop(objective, grad, plan, x0, s, rec, interrupted, bar)
         except Exception as exc:  # torch.compile can fail in many ways; eager always works
             # (compilation happens at each kernel's first call, which for a recording run comes
             # after a row was taken: start the record afresh; an error of f itself recurs in

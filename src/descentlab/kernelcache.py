@@ -33,8 +33,10 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -238,7 +240,7 @@ def build_later(specs: Iterable[dict | None]) -> subprocess.Popen | None:
         return None
     env = {**os.environ, "TORCHINDUCTOR_COMPILE_THREADS": "1"}
     try:
-        return subprocess.Popen(
+        builder = subprocess.Popen(
             [sys.executable, "-m", "descentlab.kernelcache"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -250,6 +252,10 @@ def build_later(specs: Iterable[dict | None]) -> subprocess.Popen | None:
         for s in queued:
             _lock(s).unlink(missing_ok=True)
         return None
+    # reaped by a daemon thread: no zombie if it ends first, and no "still running"
+    # ResourceWarning when the Popen is collected (an error under pytest's filterwarnings)
+    threading.Thread(target=builder.wait, name="descentlab-builder", daemon=True).start()
+    return builder
 
 
 def pending(specs: Iterable[dict | None]) -> list[dict]:
@@ -279,7 +285,14 @@ def build(s: dict) -> Path:
     to an aten graph with `make_fx` (it sees through torch.func's gradient), export it with the
     points axis dynamic, and compile it with AOTInductor under the same graph pass and vector
     width torch.compile gets. Written to a temporary name and renamed, so a reader never sees
-    half a file."""
+    half a file. Warnings are dropped: nobody reads the builder's, and under an inherited
+    ``PYTHONWARNINGS=error`` torch's own deprecation notices failed every build."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _build(s)
+
+
+def _build(s: dict) -> Path:
     from torch.export import Dim, export
     from torch.fx.experimental.proxy_tensor import make_fx
 
