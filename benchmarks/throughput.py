@@ -52,10 +52,12 @@ import numpy as np
 import torch
 
 import descentlab as dl
+from descentlab import compiled
 from descentlab.functions import himmelblau
 
 LR = 0.01
 C_GD, C_ADAM = "C, fused, -O3 -march=native", "C, fused, -O3 -march=native, adam"  # row names
+INDUCTOR = "descentlab compiled by inductor (the C loop off)"
 C_SOURCE = r"""
 #include <math.h>
 #define B 32  /* points per block: the compiler keeps them in vector registers across steps */
@@ -195,18 +197,25 @@ def compiled_unrolled(x0, steps):
     return torch.stack([a, b], dim=1).cpu().numpy()
 
 
-def descentlab(engine, optimizer="gd", record="final"):
+def descentlab(engine, optimizer="gd", record="final", kernel="c"):
+    """dl.descend; `kernel`: the compiled engine's compiler, the C loop or inductor."""
+
     def run(x0, steps):
-        r = dl.descend(
-            "himmelblau",
-            x0,
-            optimizer=optimizer,
-            lr=LR,
-            steps=steps,
-            record=record,
-            engine=engine,
-            device=DEVICE,
-        )
+        compiled.USE_C = kernel == "c"
+        try:
+            r = dl.descend(
+                "himmelblau",
+                x0,
+                optimizer=optimizer,
+                lr=LR,
+                steps=steps,
+                record=record,
+                engine=engine,
+                device=DEVICE,
+            )
+        finally:
+            compiled.USE_C = True
+        assert engine != "compiled" or r.meta["kernel"] == kernel or DEVICE != "cpu", r.meta
         return r.x
 
     return run
@@ -319,7 +328,9 @@ PROBE = r"""
 import sys, time
 import torch
 import descentlab as dl
+from descentlab import compiled
 torch.set_num_threads(1)
+compiled.USE_C = sys.argv[8] == "c"
 
 
 def peak():  # VmHWM: a forked child starts with its parent's high-water mark, so reset it first
@@ -344,13 +355,15 @@ for _ in range(int(sys.argv[5])):
         function, start, lr=0.01, steps=steps, record=record, engine=engine, device=device
     )
     times.append(time.perf_counter() - began)
-print(run.meta["engine"], times[0], min(times[1:] or times), base, peak())
+used = run.meta["engine"] + (":" + run.meta["kernel"] if run.meta["kernel"] else "")
+print(used, times[0], min(times[1:] or times), base, peak())
 """
 
 
-def probe(n, steps, engine, record="final", reps=1, env=None, function="himmelblau"):
-    """One fresh process: (engine used, first call s, best later call s, rss before, peak)."""
-    args = [str(n), str(steps), engine, record, str(reps), DEVICE, function]
+def probe(n, steps, engine, record="final", reps=1, env=None, function="himmelblau", kernel="c"):
+    """One fresh process: (engine used, first call s, best later call s, rss before, peak);
+    `kernel`: whether the compiled engine may use the C loop ("c") or only inductor."""
+    args = [str(n), str(steps), engine, record, str(reps), DEVICE, function, kernel]
     out = subprocess.run(
         [sys.executable, "-c", PROBE, *args],
         capture_output=True,
@@ -385,6 +398,9 @@ def _wait_for_builds(folder: str, timeout: float = 900.0) -> float:
 def compile_times() -> dict:
     """First calls in fresh processes, 10,000 points x 100 steps, record="final".
 
+    The C loop (`descentlab.native`): c_cold, an empty kernel folder (trace, write C, gcc,
+    check); c_warm, the library on disk from that call.
+    Inductor (the C loop off):
     - first_ever: an empty inductor cache (another objective, booth): includes torch's one-time
       probe of the CPU's vector instructions, which it keeps in that cache;
     - cold: then Himmelblau, compiled for the first time (what a new objective costs);
@@ -395,11 +411,17 @@ def compile_times() -> dict:
     Inductor's precompiled header lives outside the cache directory (it is machine-wide and
     kept). Also: the import of dynamo and inductor alone; 10,000 x 100 end to end with each
     engine (auto included), the median of `END_TO_END_REPS` alternating fresh processes, with
-    the packages on disk; and 1e6 x 100 on packaged kernels against torch.compile's."""
+    the C library on disk; and 1e6 x 100 on inductor's packaged kernels against
+    torch.compile's."""
     cache, kernels = tempfile.mkdtemp(), tempfile.mkdtemp()
     env = {"TORCHINDUCTOR_CACHE_DIR": cache, "DESCENTLAB_KERNEL_CACHE": kernels}
     no_packages = {**env, "DESCENTLAB_KERNEL_CACHE": "off"}
     out = {}
+    for label in ("c_cold", "c_warm"):
+        used, first, later, *_ = probe(10_000, 100, "compiled", reps=2, env=env)
+        assert used == "compiled:c", used
+        out[f"first_call_{label}_s"] = first
+        out[f"later_call_{label}_s"] = later
     for label, function, environment in (
         ("first_ever", "booth", env),
         ("cold", "himmelblau", env),
@@ -407,9 +429,9 @@ def compile_times() -> dict:
         ("warm", "himmelblau", env),
     ):
         used, first, later, *_ = probe(
-            10_000, 100, "compiled", reps=2, env=environment, function=function
+            10_000, 100, "compiled", reps=2, env=environment, function=function, kernel="inductor"
         )
-        assert used == "compiled", used
+        assert used == "compiled:inductor", used
         out[f"first_call_{label}_s"] = first
         out[f"later_call_{label}_s"] = later
         waited = _wait_for_builds(kernels)  # a background build would share the CPU
@@ -430,10 +452,13 @@ def compile_times() -> dict:
     for engine, times in ends.items():
         out[f"10k_x_100_{engine}_s"] = statistics.median(times)
         out[f"10k_x_100_{engine}_all_s"] = times
-    # packaged kernels against torch.compile's at full size: the best of 3 later calls in each
-    # of 2 processes
+    # inductor's packaged kernels against torch.compile's at full size: the best of 3 later
+    # calls in each of 2 processes
     for label, environment in (("packaged", env), ("torch_compile", no_packages)):
-        best = [probe(10**6, 100, "compiled", reps=4, env=environment)[2] for _ in range(2)]
+        best = [
+            probe(10**6, 100, "compiled", reps=4, env=environment, kernel="inductor")[2]
+            for _ in range(2)
+        ]
         out[f"1e6_x_100_{label}_best_s"] = min(best)
     shutil.rmtree(cache, ignore_errors=True)
     shutil.rmtree(kernels, ignore_errors=True)
@@ -501,6 +526,8 @@ def main() -> None:
         "descentlab compiled": (descentlab("compiled"), x0),
         "descentlab compiled, adam": (descentlab("compiled", "adam"), x0),
         "descentlab compiled, record all": (descentlab("compiled", record="all"), x0),
+        INDUCTOR: (descentlab("compiled", kernel="inductor"), x0),
+        INDUCTOR + ", adam": (descentlab("compiled", "adam", kernel="inductor"), x0),
     }
     if (g := gdv_impl()) is not None:
         impls["grad-descent-visualizer loop (float64)"] = (g, x0)
@@ -526,7 +553,7 @@ def main() -> None:
         med = statistics.median(times[name])
         rate = len(data) * args.steps / med
         # Adam rows land elsewhere: they are checked against descentlab's compiled Adam
-        against = finals["descentlab compiled, adam"] if "adam" in name else reference
+        against = finals["descentlab compiled, adam"] if name.endswith("adam") else reference
         diff = float(np.nanmax(np.abs(finals[name] - against[: len(data)])))
         rows.append(
             {

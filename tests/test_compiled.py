@@ -1,6 +1,8 @@
-"""The compiled engine gives the eager engine's results, falls back when it cannot compile,
-and `auto` chooses it only when it pays."""
+"""The compiled engine gives the eager engine's results with either compiler (the C loop,
+`native`, and inductor), falls back when it cannot compile, and `auto` chooses it only when it
+pays."""
 
+import math
 import subprocess
 import sys
 import warnings
@@ -15,12 +17,25 @@ from descentlab import compiled
 OPTIMIZERS = ["gd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"]
 
 
+@pytest.fixture(params=["c", "inductor"])
+def kernel(request, monkeypatch):
+    """Each compiler of the compiled engine in turn: the C loop first, inductor without it."""
+    monkeypatch.setattr(compiled, "USE_C", request.param == "c")
+    return request.param
+
+
+@pytest.fixture
+def inductor(monkeypatch):
+    monkeypatch.setattr(compiled, "USE_C", False)
+
+
 def both(f, **kw):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # a silent fallback would fail the test
         c = dl.descend(f, engine="compiled", **kw)
     e = dl.descend(f, engine="eager", **kw)
     assert c.meta["engine"] == "compiled" and e.meta["engine"] == "eager"
+    assert c.meta["kernel"] == ("c" if compiled.USE_C else "inductor")  # none fell back
     return c, e
 
 
@@ -35,7 +50,7 @@ def same(c, e, atol):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
-def test_every_compiled_optimizer_equals_eager(optimizer):
+def test_every_compiled_optimizer_equals_eager(optimizer, kernel):
     # 50 steps: 51 iterations, so the last block ends in a call with dead sub-steps; with and
     # without tol (a kernel of its own: without tol the gradient norm is not tested mid-block)
     kw = dict(start=dl.grid(12), optimizer=optimizer, lr=0.004, steps=50, dtype="float64")
@@ -46,7 +61,7 @@ def test_every_compiled_optimizer_equals_eager(optimizer):
 
 
 @pytest.mark.slow
-def test_compiled_adam_with_a_small_beta1_equals_torch_adam():
+def test_compiled_adam_with_a_small_beta1_equals_torch_adam(kernel):
     # the compiled Adam writes lerp as m + (1 - beta1)(g - m), torch's formula only where
     # 1 - beta1 < 0.5 (torch takes g - (g - m) beta1 above), and multiplies by
     # 1 / sqrt(1 - beta2^t) where torch divides: a float's rounding apart at beta1 = 0.3 too
@@ -56,7 +71,7 @@ def test_compiled_adam_with_a_small_beta1_equals_torch_adam():
 
 
 @pytest.mark.slow
-def test_events_inside_a_fused_call_are_caught():
+def test_events_inside_a_fused_call_are_caught(kernel):
     # several steps run in one compiled call; an event at any of them must reach the replay.
     # -(x**4) from 1e9: the value overflows float32 at step 3 while the gradient is still
     # finite (only the value test sees it); the other point never stops
@@ -76,14 +91,14 @@ def test_events_inside_a_fused_call_are_caught():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["gd", "adam"])
-def test_recording_every_step_and_every_kth(optimizer):
+def test_recording_every_step_and_every_kth(optimizer, kernel):
     kw = dict(start=dl.grid(10), optimizer=optimizer, lr=0.004, steps=30, dtype="float64")
     same(*both("himmelblau", record="all", **kw), atol=1e-12)
     same(*both("himmelblau", record=7, **kw), atol=1e-12)
 
 
 @pytest.mark.slow
-def test_divergence_bounds_formulas_and_callables_in_float32():
+def test_divergence_bounds_formulas_and_callables_in_float32(kernel):
     # stable rates: beyond them (lr 0.05 on Himmelblau) walks are chaotic and float rounding
     # grows ~1e12-fold in 40 steps, in either engine
     same(*both("himmelblau", start=dl.grid(15), lr=0.1, steps=40, record="final"), atol=1e-3)
@@ -127,7 +142,7 @@ def test_divergence_bounds_formulas_and_callables_in_float32():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("block", [1, 3, 6, 16])
-def test_blocks_with_events_are_replayed_exactly(monkeypatch, block):
+def test_blocks_with_events_are_replayed_exactly(monkeypatch, block, inductor):
     # points converge at many different steps (some in the first block), a few diverge, and
     # every point has stopped long before `steps`: the run must end where the eager one ends
     monkeypatch.setattr(compiled, "BLOCK", block)
@@ -158,7 +173,43 @@ def test_unsupported_runs_are_refused_or_left_eager():
     assert dl.descend("sphere", (1.0, 1.0), optimizer="radam", steps=3).meta["engine"] == "eager"
 
 
-def test_auto_compiles_only_when_it_pays(monkeypatch):
+def test_auto_compiles_only_when_it_pays(monkeypatch, tmp_path):
+    from descentlab import native
+    from descentlab.functions import get
+    from descentlab.optimizers import resolve
+
+    # nothing built in this process or on disk
+    monkeypatch.setenv("DESCENTLAB_KERNEL_CACHE", str(tmp_path))
+    for name in ("_KERNELS", "_SOURCES", "_LIBRARIES", "_CHECKED"):
+        monkeypatch.setattr(native, name, {})
+    monkeypatch.setattr(compiled, "_CACHE", {})  # nor inductor's kernels
+    args = (get("himmelblau"), resolve("gd", 0.01))
+    rest = (2, torch.float32, "cpu", float("inf"), None)
+    # 1e5 point-steps: eager takes 0.035 s, less than loading a built C loop
+    assert not compiled.worth_compiling(*args, 1_000, 100, *rest)
+    assert native.readiness(*args[:1], "gd", False, 2, torch.float32, math.inf, False) > 0.3
+    # 1e6 point-steps: 0.08 s eager, less than a build; 1e8: 5 s eager, more
+    assert not compiled.worth_compiling(*args, 10_000, 100, *rest)
+    assert compiled.worth_compiling(*args, 1_000_000, 100, *rest)
+    assert dl.descend("himmelblau", dl.grid(100), steps=100).meta["engine"] == "eager"
+    # built on disk (by a compiled run, here, whose process has it too), it pays from 1e6
+    dl.descend("himmelblau", dl.grid(10), steps=5, engine="compiled", record="final")
+    assert list(tmp_path.glob("c/*.so"))
+    assert native.readiness(*args[:1], "gd", False, 2, torch.float32, math.inf, False) == 0
+    for name in ("_KERNELS", "_LIBRARIES", "_CHECKED"):  # as a new process would see it
+        monkeypatch.setattr(native, name, {})
+    assert native.readiness(*args[:1], "gd", False, 2, torch.float32, math.inf, False) == (
+        native.LOAD_SECONDS
+    )
+    assert compiled.worth_compiling(*args, 10_000, 100, *rest)
+    assert not compiled.worth_compiling(*args, 1_000, 100, *rest)
+    # and once this process has it, every run uses it, whatever it records
+    run = dl.descend("himmelblau", dl.grid(100), steps=100)
+    assert run.meta["engine"] == "compiled" and run.meta["kernel"] == "c"
+    assert compiled.worth_compiling(*args, 10, 10, *rest)
+
+
+def test_auto_compiles_with_inductor_only_when_it_pays(monkeypatch, inductor):
     from descentlab.functions import get
     from descentlab.optimizers import resolve
 
@@ -178,7 +229,7 @@ def test_auto_compiles_only_when_it_pays(monkeypatch):
     assert dl.descend("himmelblau", dl.grid(100), record="final").meta["engine"] == "compiled"
 
 
-def test_a_failed_compile_falls_back_to_eager_with_a_note(monkeypatch):
+def test_a_failed_compile_falls_back_to_eager_with_a_note(monkeypatch, inductor):
     def broken(*args, **kwargs):
         raise RuntimeError("no C compiler")
 
@@ -196,23 +247,27 @@ def test_a_failed_compile_falls_back_to_eager_with_a_note(monkeypatch):
 
 WARNINGS_AS_ERRORS = r"""
 import sys, descentlab as dl
+from descentlab import compiled
+compiled.USE_C = sys.argv[1] == "c"
 run = dl.descend("himmelblau", dl.grid(8), steps=30, tol=1e-3, engine="compiled")
-print(run.meta["engine"], "torch._inductor" in sys.modules)
+print(run.meta["engine"], run.meta["kernel"], "torch._inductor" in sys.modules)
 """
 
 
 @pytest.mark.slow
-def test_warnings_as_errors_do_not_stop_the_compile():
+@pytest.mark.parametrize("kernel", ["c", "inductor"])
+def test_warnings_as_errors_do_not_stop_the_compile(kernel):
     # importing inductor warns that torch.jit.script_method is deprecated: under -W error (or
     # pytest's filterwarnings = error) that became a fallback, and the fallback's note an error
     done = subprocess.run(
-        [sys.executable, "-W", "error", "-c", WARNINGS_AS_ERRORS],
+        [sys.executable, "-W", "error", "-c", WARNINGS_AS_ERRORS, kernel],
         capture_output=True,
         text=True,
         timeout=240,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["compiled", "True"], done.stderr[-2000:]
+    imported = str(kernel == "inductor")  # the C loop needs neither dynamo nor inductor
+    assert done.stdout.split() == ["compiled", kernel, imported], done.stderr[-2000:]
 
 
 def test_only_torchs_own_deprecation_notices_are_dropped():
@@ -233,7 +288,7 @@ def test_only_torchs_own_deprecation_notices_are_dropped():
 
 
 @pytest.mark.parametrize("record", ["all", 2, "final"])
-def test_a_kernel_that_fails_at_its_first_call_falls_back_too(monkeypatch, record):
+def test_a_kernel_that_fails_at_its_first_call_falls_back_too(monkeypatch, record, inductor):
     # torch.compile is lazy: the C++ build runs at a kernel's first call, which in a recording
     # run comes after the recorder handed out a row
     def lazy_failure(fn, *args, **kwargs):
@@ -253,7 +308,7 @@ def test_a_kernel_that_fails_at_its_first_call_falls_back_too(monkeypatch, recor
     np.testing.assert_array_equal(run.recorded, eager.recorded)
 
 
-def test_ctrl_c_stops_the_compiled_engine_at_a_block_end(monkeypatch):
+def test_ctrl_c_stops_the_compiled_engine_at_a_block_end(monkeypatch, inductor):
     import contextlib
 
     from descentlab import descent
@@ -271,6 +326,28 @@ def test_ctrl_c_stops_the_compiled_engine_at_a_block_end(monkeypatch):
     np.testing.assert_array_equal(run.x, run.path[-1])
     monkeypatch.undo()
     shorter = dl.descend("himmelblau", steps=run.iterations, engine="eager", **kw)
+    np.testing.assert_allclose(run.path, shorter.path, rtol=1e-12)
+
+
+def test_ctrl_c_stops_the_c_loop_between_calls(monkeypatch):
+    import contextlib
+
+    from descentlab import descent, native
+
+    @contextlib.contextmanager
+    def first_check_interrupts():
+        yield lambda: True
+
+    monkeypatch.setattr(descent, "interrupt_flag", first_check_interrupts)
+    monkeypatch.setattr(native, "FIRST_CALL_WORK", 36 * 10)  # 36 points: 10 iterations
+    kw = dict(start=dl.grid(6), lr=0.004, dtype="float64")
+    run = dl.descend("himmelblau", steps=500, engine="compiled", **kw)
+    assert run.meta["kernel"] == "c"
+    assert (run.status == "interrupted").all() and (run.steps_ == run.iterations).all()
+    assert run.iterations == 9 and run.path.shape[0] == 10
+    np.testing.assert_array_equal(run.x, run.path[-1])
+    monkeypatch.undo()
+    shorter = dl.descend("himmelblau", steps=9, engine="eager", **kw)
     np.testing.assert_allclose(run.path, shorter.path, rtol=1e-12)
 
 

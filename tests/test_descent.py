@@ -129,7 +129,7 @@ def test_ctrl_c_keeps_what_was_computed():
             signal.raise_signal(signal.SIGINT)
         return (x**2).sum(-1)
 
-    run = dl.descend(f, start=[(1.0, 2.0), (3.0, 4.0)], lr=0.01, steps=1000)
+    run = dl.descend(f, start=[(1.0, 2.0), (3.0, 4.0)], lr=0.01, steps=1000, engine="eager")
     assert (run.status == "interrupted").all()
     assert 0 < run.iterations < 1000
     assert run.path.shape[0] == run.iterations + 1

@@ -30,6 +30,12 @@ def spec_of(objective, optimizer="gd", kernel=("plain", 4), dtype=torch.float32,
     return compiled._package_spec(objective, plan, kernel=kernel, **settings)
 
 
+@pytest.fixture(autouse=True)
+def inductor_only(monkeypatch):
+    """These are inductor's packages: the compiled engine must not take the C loop first."""
+    monkeypatch.setattr(compiled, "USE_C", False)
+
+
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("DESCENTLAB_KERNEL_CACHE", str(tmp_path))
@@ -200,6 +206,8 @@ def test_auto_counts_packages_on_disk_as_compiled(cache):
 RUN = dict(optimizer="adam", lr=0.2, steps=60, tol=0.1, record="final", dtype="float64")
 FRESH = r"""
 import json, sys, numpy as np, torch, descentlab as dl
+from descentlab import compiled
+compiled.USE_C = False  # inductor's packages, not the C loop
 kw = json.loads(sys.argv[3])
 torch.set_num_threads(int(sys.argv[4]))  # packages are built for a thread count
 run = dl.descend(sys.argv[1], dl.grid(20, ((-4, 4), (-4, 4))), engine="auto", **kw)

@@ -74,8 +74,14 @@ _EXTRA_FIXED = {
 # `auto` compiles only when the time saved exceeds a cold compile.
 _COMPILE_SECONDS = 16.0
 _EAGER_RATE = 2e7
+_EAGER_STEP_SECONDS = 3e-4  # an eager iteration's own cost at any N (dispatch, torch.optim)
 _COMPILED_RATE = {"gd": 5e8, "sgd": 3e8, "adagrad": 2.5e8, "rmsprop": 2.5e8, "adam": 2.5e8}
+# the C backend (`native`), same setting: gd 1.3e9, adam 6e8; rates here are conservative
+_C_RATE = {"gd": 8e8, "sgd": 6e8, "adagrad": 4e8, "rmsprop": 4e8, "adam": 4e8}
 _CACHE: dict[tuple, Callable] = {}
+# whether CPU runs try the C backend (`native`) before inductor; tests of inductor's path and the
+# benchmark's inductor rows turn it off
+USE_C = True
 
 
 def unsupported(objective, plan, grad) -> str | None:
@@ -118,19 +124,44 @@ def _key(objective, plan, d, dtype, device, order, box, tol_set) -> tuple:
 def worth_compiling(
     objective, plan, n, steps, d, dtype, device, order, box, every=None, tol_set=False
 ) -> bool:
-    """Compile when the steps are already compiled (in this process, or as packages on disk:
-    `kernelcache`), or when the eager time saved exceeds a cold compile."""
-    from . import kernelcache
+    """Compile when the steps are already compiled (in this process, or on disk: a built C
+    loop, `native`, or inductor's packages, `kernelcache`), or when the eager time saved
+    exceeds what the compile costs (the C loop's build, or else a cold torch.compile)."""
+    from . import kernelcache, native
 
+    work = n * steps
+    c = USE_C and torch.device(device).type == "cpu"
+    nesterov = bool(plan.kwargs.get("nesterov", False))
+    c_args = (objective, kind_of(plan), nesterov, d, dtype, order, box is not None)
+    if c and native.loaded(*c_args):  # the C loop serves every record mode
+        return True
     key = _key(objective, plan, d, dtype, device, order, box, tol_set)
     if all((*key, *kernel) in _CACHE for kernel in _kernels(every)):
         return True
+    saved = work / _EAGER_RATE + steps * _EAGER_STEP_SECONDS - work / _C_RATE[kind_of(plan)]
+    if c and saved > native.LOAD_SECONDS:  # (tracing f to find out costs milliseconds)
+        ready = native.readiness(*c_args)
+        if ready is not None:
+            return saved > ready
     packages = _packages(objective, plan, d, dtype, device, order, box, tol_set, every)
     if n >= 2 and all(kernelcache.available(p) for p in packages):
         return True
-    work = n * steps
     saved = work / _EAGER_RATE - work / _COMPILED_RATE[kind_of(plan)]
     return saved > _COMPILE_SECONDS
+
+
+def c_kernel(objective, plan, d, dtype, device, order, box):
+    """The C loop for this run (`native.kernel`), or None when it cannot be had: off the CPU,
+    `USE_C` off, or an objective the C backend does not translate (inductor runs it then)."""
+    from . import native
+
+    if not USE_C or torch.device(device).type != "cpu":
+        return None
+    nesterov = bool(plan.kwargs.get("nesterov", False))
+    try:
+        return native.kernel(objective, kind_of(plan), nesterov, d, dtype, order, box is not None)
+    except native.Unsupported:
+        return None
 
 
 def _iteration(fn: Callable, kind: str, nesterov: bool, order: float, clamp: bool):
@@ -570,7 +601,15 @@ def loop_or_fallback(eager_loop: Callable) -> Callable:
     compilation fails — a missing C compiler, an operation inductor cannot handle."""
 
     def loop(objective, grad, plan, x0, s, rec, interrupted, bar):
+        from . import native
+
         began = time.perf_counter()
+        d, dtype, device = x0.shape[1], x0.dtype, x0.device
+        made = c_kernel(objective, plan, d, dtype, device, s.order, s.box)
+        if made is not None:
+            rec.kernel = "c"
+            return native.loop(made, plan, x0, s, rec, interrupted, bar)
+        rec.kernel = "inductor"
         try:
             with quiet_torch():
                 return compiled_loop(objective, grad, plan, x0, s, rec, interrupted, bar)
@@ -579,6 +618,7 @@ def loop_or_fallback(eager_loop: Callable) -> Callable:
             # after a row was taken: start the record afresh; an error of f itself recurs in
             # the eager loop and is raised from there)
             rec.reset()
+            rec.kernel = None
             first = (
                 str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
             )

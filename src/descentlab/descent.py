@@ -90,12 +90,15 @@ def descend(
         blowup: a point with a coordinate beyond this magnitude is diverged (default
             1e6 × the largest magnitude among the starts, the domain and 1).
         max_memory: bytes the recording may use (default 80% of available memory).
-        engine: ``"eager"`` (torch.optim, autograd, every feature), ``"compiled"`` (gradient
-            and update compiled together on a structure-of-arrays layout, stop rules checked
-            every 64 steps with an exact replay, for gd, momentum, nesterov, adagrad, rmsprop
-            and adam with autograd gradients), or ``"auto"``: compiled when the work repays
-            the compile time or the steps are already compiled (in this process, or kept on
-            disk from an earlier one for a registered function or formula: `kernelcache`).
+        engine: ``"eager"`` (torch.optim, autograd, every feature), ``"compiled"`` (for gd,
+            momentum, nesterov, adagrad, rmsprop and adam with autograd gradients: on the CPU
+            the gradient, the update and every stop rule written out as one C loop and built
+            by the C compiler in about a second, `native`; where that cannot translate f, or
+            on a GPU, `torch.compile` on a structure-of-arrays layout with the stop rules
+            checked every 64 steps and replayed exactly), or ``"auto"``: compiled when the
+            work repays the build or the loop is already built (in this process, or on disk
+            from an earlier one). ``meta["kernel"]`` says which compiler ran: ``"c"`` or
+            ``"inductor"``.
         **hyper: optimizer hyper-parameters (``momentum=0.9``, ``betas=(0.9, 0.99)``, ...).
 
     Returns:
@@ -163,6 +166,7 @@ def descend(
         "grid_shape": list(problem.grid_shape),
         "elapsed_s": time.perf_counter() - began,
         "engine": rec.engine,
+        "kernel": rec.kernel,
     }
     cpu = lambda t: t.detach().cpu().numpy()  # noqa: E731
     path, values, norms, recorded = rec.arrays()

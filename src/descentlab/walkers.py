@@ -97,6 +97,7 @@ class Recorder:
         self.norms = torch.empty((rows, n), dtype=dtype)
         self.steps: list[int] = []
         self.engine = "eager"  # which loop filled it (set by the loop)
+        self.kernel: str | None = None  # the compiled loop's: "c" (`native`) or "inductor"
         self.by_coordinates = False
 
     def reset(self) -> None:

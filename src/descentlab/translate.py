@@ -1,0 +1,724 @@
+"""Autograd's graph as C: f's value and gradient, and torch.optim's update, traced and written
+out as C statements over one point's coordinates, for the compiled engine's C loop (`native`).
+
+1. **Trace.** The function runs once on a small batch of `TRACE_N` points under a dispatch mode
+   (`_Tape`) that records every aten operation: the same operations autograd runs in the eager
+   engine, forward and backward. No dynamo: tracing takes milliseconds.
+2. **Scalarize.** Each traced tensor becomes a numpy array of C expressions, one per element,
+   with the points axis (the dimension of size `TRACE_N`) collapsed to 1 (`_Translator`).
+   Views, stacking, slicing and broadcasting are numpy's own operations on those arrays;
+   element-wise operations emit one C statement per element; a reduction or scan over
+   coordinates emits a chain. Whatever does not depend on the points (``ones_like``,
+   ``arange``, a constant) is taken from the traced result as an exact literal. An operation
+   the translator does not know, one that mixes points (a reduction over the points axis that
+   is used), an in-place write into a view, or data-dependent control flow (``.item()``,
+   ``nonzero``) raises `Unsupported`.
+
+What torch computes in a special way is written the same way (``x**2`` as ``x*x``,
+``x**0.5`` as a square root, `torch.maximum` letting NaN win), so the C rounds as torch does,
+operation by operation, up to its transcendental functions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+# points in a traced batch: a size no other dimension of the graph has (coordinates are at most
+# 64), so a dimension of this size is the points axis
+TRACE_N = 97
+CTYPE = {
+    torch.float32: "float",
+    torch.float64: "double",
+    torch.bool: "int",
+    torch.int8: "int",
+    torch.int16: "int",
+    torch.int32: "int",
+    torch.int64: "long long",
+}
+
+
+class Unsupported(Exception):
+    """The C backend cannot write this run (the engine falls back to inductor)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. trace
+
+
+class _Tape(TorchDispatchMode):
+    """Records every aten call (function, arguments, result), keeping the tensors alive so their
+    ids stay unique."""
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # torch otherwise wraps __torch_dispatch__ in torch._disable_dynamo, whose first call
+        # imports dynamo (1.5 s here) for nothing: no torch.compile runs under this mode
+        return False
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[tuple] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        self.calls.append((func, args, kwargs, out))
+        return out
+
+
+def value_and_grad_traced(fn: Callable, x: torch.Tensor):
+    """The eager engine's evaluation (`gradients.Evaluator`): f at ``(N, d)`` points and the
+    gradient of its sum, recorded."""
+    tape = _Tape()
+    with tape, torch.enable_grad():
+        leaf = x.detach().requires_grad_(True)
+        v = fn(leaf)
+        if isinstance(v, torch.Tensor) and v.requires_grad:
+            (g,) = torch.autograd.grad(v.sum(), leaf)
+        else:
+            g = torch.zeros_like(leaf)
+    return tape, leaf, v, g
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. scalarize
+
+
+class _Unusable:
+    """A result the C loop cannot hold (a reduction over the points, say): fine while unused."""
+
+    def __init__(self, why: str):
+        self.why = why
+
+
+class _Sym:
+    """A traced tensor as C expressions: `arr` has the tensor's shape with the points axis
+    collapsed to 1."""
+
+    __slots__ = ("arr", "dtype")
+
+    def __init__(self, arr: np.ndarray, dtype: torch.dtype):
+        self.arr, self.dtype = arr, dtype
+
+
+def literal(value, dtype: torch.dtype) -> str:
+    """A C literal of `value` in `dtype`, exact (hexadecimal floats)."""
+    if dtype.is_floating_point:
+        v = float(np.float32(value)) if dtype == torch.float32 else float(value)
+        suffix = "f" if dtype == torch.float32 else ""
+        if math.isnan(v):
+            return f"(({CTYPE[dtype]})NAN)"
+        if math.isinf(v):
+            return f"(({CTYPE[dtype]})INFINITY)" if v > 0 else f"(-({CTYPE[dtype]})INFINITY)"
+        text = v.hex() + suffix
+        return f"({text})" if v < 0 or text.startswith("-") else text
+    if dtype == torch.bool:
+        return "1" if bool(value) else "0"
+    return f"({int(value)}LL)" if dtype == torch.int64 else f"({int(value)})"
+
+
+def math_fn(name: str, dtype: torch.dtype) -> str:
+    return name + "f" if dtype == torch.float32 else name
+
+
+# element-wise operations: aten name -> C expression of the operands a, b, c and the function
+# namer F (sqrt -> sqrtf in float32); computed in the result's dtype, comparisons in their
+# operands' common dtype
+_NAN_MAX = "(({a}) > ({b}) || ({a}) != ({a}) ? ({a}) : ({b}))"  # torch.maximum: NaN wins
+_NAN_MIN = "(({a}) < ({b}) || ({a}) != ({a}) ? ({a}) : ({b}))"
+_UNARY_FN = {
+    name: name
+    for name in (
+        *("sqrt", "exp", "log", "sin", "cos", "tan", "tanh", "sinh", "cosh", "asin", "acos"),
+        *("atan", "asinh", "acosh", "atanh", "expm1", "log1p", "log2", "log10", "exp2", "erf"),
+        *("erfc", "floor", "ceil", "trunc"),
+    )
+}
+_UNARY_FN.update(abs="fabs", round="nearbyint", arcsin="asin")
+_POINTWISE = {
+    "add": "({a}) + ({b})",
+    "sub": "({a}) - ({b})",
+    "mul": "({a}) * ({b})",
+    "div": "({a}) / ({b})",
+    "neg": "-({a})",
+    "reciprocal": "{one} / ({a})",
+    "rsqrt": "{one} / {F}sqrt({a})",
+    "sigmoid": "{one} / ({one} + {F}exp(-({a})))",
+    "sign": "(({zero} < ({a})) - (({a}) < {zero}))",
+    "sgn": "(({zero} < ({a})) - (({a}) < {zero}))",
+    "relu": "(({a}) > {zero} || ({a}) != ({a}) ? ({a}) : {zero})",
+    "maximum": _NAN_MAX,
+    "minimum": _NAN_MIN,
+    "fmax": "{F}fmax({a}, {b})",
+    "fmin": "{F}fmin({a}, {b})",
+    "atan2": "{F}atan2({a}, {b})",
+    "hypot": "{F}hypot({a}, {b})",
+    "fmod": "{F}fmod({a}, {b})",
+    "copysign": "{F}copysign({a}, {b})",
+    "where": "({a}) ? ({b}) : ({c})",
+    "masked_fill": "({b}) ? ({c}) : ({a})",
+    "gt": "({a}) > ({b})",
+    "ge": "({a}) >= ({b})",
+    "lt": "({a}) < ({b})",
+    "le": "({a}) <= ({b})",
+    "eq": "({a}) == ({b})",
+    "ne": "({a}) != ({b})",
+    "logical_and": "({a}) && ({b})",
+    "logical_or": "({a}) || ({b})",
+    "logical_xor": "(!({a})) != (!({b}))",
+    "logical_not": "!({a})",
+    "bitwise_not": "!({a})",
+    "isnan": "({a}) != ({a})",
+    "isinf": "({F}fabs({a}) == ({inf}))",
+    "isfinite": "(({a}) - ({a}) == {zero})",
+    "threshold_backward": "(({b}) <= ({c}) ? {zero} : ({a}))",
+    "tanh_backward": "({a}) * ({one} - ({b}) * ({b}))",
+    "sigmoid_backward": "({a}) * ({one} - ({b})) * ({b})",
+}
+_POINTWISE.update({name: "{F}" + fn + "({a})" for name, fn in _UNARY_FN.items()})
+_COMPARE = {"gt", "ge", "lt", "le", "eq", "ne"}
+# operations that only look at their input differently: numpy does the same to the arrays
+_IDENTITY = {"detach", "alias", "lift_fresh", "clone", "contiguous", "lift_fresh_copy"}
+
+
+class Emitter:
+    """Collects C statements, one new variable each."""
+
+    def __init__(self, prefix: str):
+        self.prefix, self.lines, self.count = prefix, [], 0
+
+    def var(self, expr: str, ctype: str) -> str:
+        name = f"{self.prefix}{self.count}"
+        self.count += 1
+        self.lines.append(f"{ctype} {name} = {expr};")
+        return name
+
+
+class _Translator:
+    """Walks a tape and gives each tensor's C expressions (`value`)."""
+
+    def __init__(self, emit: Emitter, inputs: dict[int, _Sym]):
+        self.emit = emit
+        self.env: dict[int, object] = dict(inputs)
+
+    # -- values
+
+    def known(self, t) -> bool:
+        return isinstance(t, torch.Tensor) and id(t) in self.env
+
+    def value(self, t):
+        """A tensor's _Sym (a constant one if it does not depend on the points)."""
+        if not isinstance(t, torch.Tensor):
+            return t
+        got = self.env.get(id(t))
+        if isinstance(got, _Unusable):
+            raise Unsupported(got.why)
+        if got is None:
+            return self.constant(t)
+        return got
+
+    def constant(self, t: torch.Tensor) -> _Sym:
+        values = t.detach().cpu()
+        axes = [i for i, size in enumerate(values.shape) if size == TRACE_N]
+        for axis in axes:  # the same for every point: keep one
+            first = values.narrow(axis, 0, 1)
+            if not torch.equal(values, first.expand_as(values)):
+                raise Unsupported("a constant that differs from point to point")
+            values = first
+        flat = values.reshape(-1).tolist()
+        arr = np.empty(len(flat), dtype=object)
+        arr[:] = [literal(v, t.dtype) for v in flat]
+        return _Sym(arr.reshape(tuple(values.shape)), t.dtype)
+
+    @staticmethod
+    def shape_of(t: torch.Tensor) -> tuple[int, ...]:
+        return tuple(1 if s == TRACE_N else s for s in t.shape)
+
+    def bind(self, out, value) -> None:
+        if isinstance(out, torch.Tensor):
+            if isinstance(value, _Sym) and value.arr.shape != self.shape_of(out):
+                raise Unsupported(f"a result of shape {tuple(out.shape)} could not be followed")
+            self.env[id(out)] = value
+        elif isinstance(out, (tuple, list)):
+            for o, v in zip(out, value, strict=True):
+                self.bind(o, v)
+
+    # -- the walk
+
+    def run(self, calls) -> None:
+        try:
+            self._run(calls)
+        except Unsupported:
+            raise
+        except Exception as exc:  # an operation used in a way this translator did not foresee
+            raise Unsupported(f"translating to C failed ({type(exc).__name__}: {exc})") from None
+
+    def _run(self, calls) -> None:
+        for func, args, kwargs, out in calls:
+            tensors = [a for a in _flat(args) + _flat(list(kwargs.values())) if _is_t(a)]
+            if not any(self.known(a) for a in tensors):
+                continue  # nothing traced flows in: a constant, read from `out` when used
+            name = func._schema.name.split("::")[-1]
+            mutates = func._schema.is_mutable
+            if mutates:
+                if "out" in kwargs or not name.endswith("_"):
+                    raise Unsupported(f"{name} writes into its arguments")
+                target = args[0]
+                if target._base is not None:
+                    raise Unsupported(f"{name} writes into a view")
+                name = name[:-1]
+            result = self.op(name, func, args, kwargs, out)
+            self.bind(out, result)
+            if mutates:
+                self.env[id(args[0])] = result
+
+    def op(self, name, func, args, kwargs, out):
+        if name in _IDENTITY:
+            return self.value(args[0])
+        if name in (
+            "zeros_like",
+            "ones_like",
+            "full_like",
+            "empty_like",
+            "new_zeros",
+            "new_ones",
+            "new_full",
+            "new_empty",
+            "fill",
+            "zeros",
+            "ones",
+        ):
+            return self.constant(out) if name != "empty_like" else _Unusable("empty_like")
+        if name == "_to_copy":
+            src = self.value(args[0])
+            return self.cast(src, out.dtype)
+        if name in _POINTWISE or name in (
+            "pow",
+            "rsub",
+            "clamp",
+            "clamp_min",
+            "clamp_max",
+            "softplus",
+            "softplus_backward",
+            "copy",
+        ):
+            return self.pointwise(name, func, args, kwargs, out)
+        if name in ("sum", "mean", "amax", "amin", "prod", "linalg_vector_norm"):
+            return self.reduce(name, args, kwargs, out)
+        if name in ("cumsum", "cumprod"):
+            return self.scan(name, args, out)
+        return self.view(name, args, kwargs, out)
+
+    # -- element-wise
+
+    def cast(self, src: _Sym, dtype: torch.dtype) -> _Sym:
+        if src.dtype == dtype:
+            return src
+        ctype = CTYPE.get(dtype)
+        if ctype is None:
+            raise Unsupported(f"dtype {dtype}")
+        arr = np.vectorize(lambda e: self.emit.var(f"({ctype})({e})", ctype), otypes=[object])(
+            src.arr
+        )
+        return _Sym(arr, dtype)
+
+    def pointwise(self, name, func, args, kwargs, out):
+        if not isinstance(out, torch.Tensor) or CTYPE.get(out.dtype) is None:
+            raise Unsupported(f"{name} giving {getattr(out, 'dtype', type(out))}")
+        tensors = [a for a in args if _is_t(a)]
+        compute = out.dtype
+        if name in _COMPARE or name in ("isnan", "isinf", "isfinite", "logical_not"):
+            compute = torch.result_type(*args[:2]) if len(args) > 1 else tensors[0].dtype
+        operands = []
+        for a in args:
+            if _is_t(a):
+                s = self.value(a)
+                if s.dtype != compute and compute.is_floating_point:
+                    s = self.cast(s, compute)
+                operands.append(s)
+            elif isinstance(a, (int, float, bool)):
+                operands.append(literal(a, compute))
+            elif a is None:
+                operands.append(None)
+            else:
+                raise Unsupported(f"{name} with argument {a!r}")
+        template = self.template(name, operands, kwargs, compute)
+        syms = [o for o in operands if isinstance(o, _Sym)]
+        arrs = np.broadcast_arrays(*[s.arr for s in syms])
+        ctype = CTYPE[out.dtype]
+        result = np.empty(arrs[0].shape, dtype=object)
+        for idx in np.ndindex(arrs[0].shape):
+            it = iter(arrs)
+            items = [next(it)[idx] if isinstance(o, _Sym) else o for o in operands]
+            expr = template(items)
+            if compute != out.dtype:
+                expr = f"({ctype})({expr})"
+            result[idx] = self.emit.var(expr, ctype)
+        return _Sym(result, out.dtype)
+
+    def template(self, name, operands, kwargs, dtype) -> Callable[[list], str]:
+        """The C expression of one element, given its operands' expressions."""
+        zero, one = literal(0, dtype), literal(1, dtype)
+        fill = {"zero": zero, "one": one, "inf": literal(math.inf, dtype)}
+        if name == "pow":
+            return self.power(operands, dtype)
+        if name in ("add", "sub") and "alpha" in kwargs:
+            alpha = literal(kwargs["alpha"], dtype)
+            sign = "+" if name == "add" else "-"
+            return lambda it: f"({it[0]}) {sign} {alpha} * ({it[1]})"
+        if name == "rsub":
+            alpha = literal(kwargs.get("alpha", 1), dtype)
+            return lambda it: f"({it[1]}) - {alpha} * ({it[0]})"
+        if name in ("clamp", "clamp_min", "clamp_max"):
+            lo = operands[1] if name != "clamp_max" else None
+            hi = (
+                operands[2]
+                if name == "clamp" and len(operands) > 2
+                else (operands[1] if name == "clamp_max" else None)
+            )
+
+            def clamp(it):
+                expr = it[0]
+                if lo is not None:
+                    expr = _render(_NAN_MAX, {"a": expr, "b": it[1]}, fill, dtype)
+                if hi is not None:
+                    expr = _render(_NAN_MIN, {"a": expr, "b": it[-1]}, fill, dtype)
+                return expr
+
+            return clamp
+        if name in ("softplus", "softplus_backward"):  # beta 1 and threshold 20 by default
+            at = 1 if name == "softplus" else 2
+            operands = operands + [literal(1, dtype), literal(20, dtype)][len(operands) - at :]
+        if name == "softplus":
+            beta, threshold = operands[1], operands[2]
+            return lambda it: (
+                f"(({it[0]}) * {beta} > {threshold} ? ({it[0]}) : "
+                f"{math_fn('log1p', dtype)}({math_fn('exp', dtype)}(({it[0]}) * {beta})) / {beta})"
+            )
+        if name == "softplus_backward":
+            beta, threshold = operands[2], operands[3]
+
+            def softplus_backward(it):
+                z = f"{math_fn('exp', dtype)}(({it[1]}) * {beta})"
+                return (
+                    f"(({it[1]}) * {beta} > {threshold} ? ({it[0]}) : "
+                    f"({it[0]}) * {z} / ({z} + {one}))"
+                )
+
+            return softplus_backward
+        if name == "copy":
+            return lambda it: it[1]
+        text = _POINTWISE[name]
+        return lambda it: _render(text, dict(zip("abc", it, strict=False)), fill, dtype)
+
+    def power(self, operands, dtype):
+        base, exponent = operands[0], operands[1]
+        if isinstance(base, _Sym) and isinstance(exponent, str):  # pow(tensor, scalar)
+            e = float(np.float32(_parse(exponent))) if dtype == torch.float32 else _parse(exponent)
+            one = literal(1, dtype)
+            # torch's special cases (aten/native/Pow.cpp, cpu/PowKernel.cpp), so as to round alike
+            special = {
+                0.0: lambda a: one,
+                1.0: lambda a: a,
+                2.0: lambda a: f"({a}) * ({a})",
+                3.0: lambda a: f"({a}) * ({a}) * ({a})",
+                0.5: lambda a: f"{math_fn('sqrt', dtype)}({a})",
+                -0.5: lambda a: f"{one} / {math_fn('sqrt', dtype)}({a})",
+                -1.0: lambda a: f"{one} / ({a})",
+                -2.0: lambda a: f"{one} / (({a}) * ({a}))",
+            }
+            if e in special:
+                return lambda it: special[e](it[0])
+        return lambda it: f"{math_fn('pow', dtype)}({it[0]}, {it[1]})"
+
+    # -- reductions over coordinates
+
+    def reduce(self, name, args, kwargs, out):
+        src = self.value(args[0])
+        if name == "linalg_vector_norm":  # (its order is read in `combine`)
+            dims = args[2] if len(args) > 2 else kwargs.get("dim")
+            keep = args[3] if len(args) > 3 else kwargs.get("keepdim", False)
+        else:
+            dims = args[1] if len(args) > 1 else kwargs.get("dim")
+            keep = args[2] if len(args) > 2 else kwargs.get("keepdim", False)
+        ndim = src.arr.ndim
+        if dims is None or (isinstance(dims, (list, tuple)) and len(dims) == 0):
+            dims = list(range(ndim))
+        elif isinstance(dims, int):
+            dims = [dims]
+        dims = sorted(d % ndim if ndim else 0 for d in dims)
+        real = args[0].shape
+        if any(real[d] == TRACE_N for d in dims):
+            return _Unusable(f"{name} over the points couples them")
+        dtype = out.dtype
+        if not dtype.is_floating_point:
+            raise Unsupported(f"{name} giving {dtype}")
+        src = self.cast(src, dtype)
+        ctype = CTYPE[dtype]
+        arr = np.moveaxis(src.arr, dims, list(range(ndim - len(dims), ndim)))
+        lead = arr.shape[: ndim - len(dims)]
+        arr = arr.reshape(*lead, -1)
+        result = np.empty(lead, dtype=object)
+        for idx in np.ndindex(lead):
+            items = list(arr[idx])
+            result[idx] = self.emit.var(self.combine(name, items, dtype, args), ctype)
+        if keep:
+            for d in dims:
+                result = np.expand_dims(result, d)
+        return _Sym(result, dtype)
+
+    def combine(self, name, items, dtype, args) -> str:
+        ctype = CTYPE[dtype]
+        var = lambda expr: self.emit.var(expr, ctype)  # noqa: E731
+        if not items:
+            return literal(1 if name == "prod" else 0, dtype)
+        if name in ("sum", "mean", "prod"):
+            op = " * " if name == "prod" else " + "
+            expr = items[0]
+            for e in items[1:]:
+                expr = f"({expr}){op}({e})"
+            if name == "mean":
+                expr = f"({expr}) / {literal(len(items), dtype)}"
+            return expr
+        if name in ("amax", "amin"):
+            return extreme(items, dtype, var, _NAN_MAX if name == "amax" else _NAN_MIN)
+        order = float(args[1]) if len(args) > 1 else 2.0
+        if order in (math.inf, 1, 2):
+            return vector_norm(items, order, dtype, var)
+        raise Unsupported(f"vector norm of order {order}")
+
+    def scan(self, name, args, out):
+        """cumsum or cumprod along a coordinate axis (Griewank's product has one in its
+        gradient)."""
+        src = self.value(args[0])
+        dim = args[1] % max(src.arr.ndim, 1)
+        if args[0].shape[dim] == TRACE_N:
+            return _Unusable(f"{name} over the points couples them")
+        src = self.cast(src, out.dtype)
+        op = " + " if name == "cumsum" else " * "
+        arr = np.moveaxis(src.arr, dim, -1).copy()
+        for idx in np.ndindex(arr.shape[:-1]):
+            for j in range(1, arr.shape[-1]):
+                arr[(*idx, j)] = self.emit.var(
+                    f"({arr[(*idx, j - 1)]}){op}({arr[(*idx, j)]})", CTYPE[out.dtype]
+                )
+        return _Sym(np.moveaxis(arr, -1, dim), out.dtype)
+
+    # -- views and shapes
+
+    def view(self, name, args, kwargs, out):
+        if name in ("stack", "cat"):
+            syms = [self.value(t) for t in args[0]]
+            dtype = out.dtype
+            syms = [self.cast(s, dtype) for s in syms]
+            dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+            if name == "cat" and args[0][0].shape[dim] == TRACE_N:
+                return _Unusable("cat along the points")
+            arrs = [s.arr for s in syms]
+            if name == "cat":
+                return _Sym(np.concatenate(arrs, axis=dim), dtype)
+            return _Sym(np.stack(arrs, axis=dim), dtype)
+        src = self.value(args[0])
+        arr, real = src.arr, args[0].shape
+        if name in ("view", "_unsafe_view", "reshape"):
+            shape = [1 if s == TRACE_N else s for s in args[1]]
+            return _Sym(arr.reshape(shape), src.dtype)
+        if name == "expand":
+            shape = [1 if s == TRACE_N else s for s in args[1]]
+            lead = len(shape) - arr.ndim
+            shape = [arr.shape[i - lead] if s == -1 else s for i, s in enumerate(shape)]
+            return _Sym(np.broadcast_to(arr, shape), src.dtype)
+        if name == "select":
+            dim, index = args[1] % arr.ndim, args[2]
+            if real[dim] == TRACE_N:
+                return _Unusable("a single point selected")
+            return _Sym(np.take(arr, index, axis=dim), src.dtype)
+        if name in ("slice", "narrow"):
+            dim = args[1] % arr.ndim if len(args) > 1 else 0
+            if name == "narrow":
+                start, end, step = args[2], args[2] + args[3], 1
+            else:
+                start = args[2] if len(args) > 2 and args[2] is not None else 0
+                end = args[3] if len(args) > 3 and args[3] is not None else real[dim]
+                step = args[4] if len(args) > 4 else 1
+            if real[dim] == TRACE_N:
+                if slice(start, end, step).indices(TRACE_N) != (0, TRACE_N, 1):
+                    return _Unusable("some points sliced")
+                return src
+            index = [slice(None)] * arr.ndim
+            index[dim] = slice(start, min(end, real[dim]), step)
+            return _Sym(arr[tuple(index)], src.dtype)
+        if name == "flip":
+            dims = [d % arr.ndim for d in args[1]]
+            if any(real[d] == TRACE_N for d in dims):
+                return _Unusable("the points reversed")
+            return _Sym(np.flip(arr, dims), src.dtype)
+        if name == "unsqueeze":
+            return _Sym(np.expand_dims(arr, args[1] % (arr.ndim + 1)), src.dtype)
+        if name == "squeeze":
+            dims = args[1] if len(args) > 1 else [i for i, s in enumerate(real) if s == 1]
+            dims = [dims] if isinstance(dims, int) else list(dims)
+            dims = tuple(d % arr.ndim for d in dims if real[d % arr.ndim] == 1) if arr.ndim else ()
+            return _Sym(np.squeeze(arr, axis=dims), src.dtype)
+        if name == "permute":
+            return _Sym(np.transpose(arr, [d % arr.ndim for d in args[1]]), src.dtype)
+        if name in ("transpose", "t"):
+            if name == "t" and arr.ndim < 2:
+                return src
+            a, b = (args[1], args[2]) if name == "transpose" else (0, 1)
+            return _Sym(np.swapaxes(arr, a, b), src.dtype)
+        if name in ("unbind", "split", "split_with_sizes"):
+            dim = (
+                (args[1] if len(args) > 1 else 0)
+                if name == "unbind"
+                else (args[2] if len(args) > 2 else 0)
+            )
+            dim %= arr.ndim
+            if real[dim] == TRACE_N:
+                return _Unusable("points split apart")
+            if name == "unbind":
+                return [_Sym(np.take(arr, i, axis=dim), src.dtype) for i in range(arr.shape[dim])]
+            sizes = args[1]
+            if isinstance(sizes, int):
+                sizes = [sizes] * -(-arr.shape[dim] // sizes)
+            cuts = np.cumsum(sizes)[:-1]
+            return [_Sym(a, src.dtype) for a in np.split(arr, cuts, axis=dim)]
+        if name in ("select_backward", "slice_backward"):
+            sizes = [1 if s == TRACE_N else s for s in args[1]]
+            dim = args[2] % len(sizes)
+            if args[1][dim] == TRACE_N:
+                return _Unusable("a gradient for some points only")
+            base = np.full(sizes, literal(0, src.dtype), dtype=object)
+            index = [slice(None)] * len(sizes)
+            if name == "select_backward":
+                index[dim] = args[3]
+            else:
+                index[dim] = slice(args[3], min(args[4], sizes[dim]), args[5])
+            base[tuple(index)] = arr
+            return _Sym(base, src.dtype)
+        raise Unsupported(f"operation {name} is not translated to C")
+
+
+def extreme(items: list[str], dtype, var: Callable[[str], str], text: str = _NAN_MAX) -> str:
+    """torch.maximum (or minimum) across `items`, NaN winning; one variable a step (`var`), as
+    nesting would repeat each operand three times a level."""
+    fill = {"zero": literal(0, dtype), "one": literal(1, dtype)}
+    acc = items[0]
+    for e in items[1:]:
+        acc = var(_render(text, {"a": acc, "b": e}, fill, dtype))
+    return acc
+
+
+def vector_norm(items: list[str], order: float, dtype, var: Callable[[str], str]) -> str:
+    """The max-, 1- or 2-norm of `items` (`descent.gradient_norm`)."""
+    absf = math_fn("fabs", dtype)
+    if order == math.inf:
+        return extreme([var(f"{absf}({e})") for e in items], dtype, var)
+    if order == 1:
+        return " + ".join(f"{absf}({e})" for e in items)
+    return f"{math_fn('sqrt', dtype)}(" + " + ".join(f"({e}) * ({e})" for e in items) + ")"
+
+
+def _render(text: str, names: dict, fill: dict, dtype) -> str:
+    prefix = "f" if dtype == torch.float32 else ""
+    out = text.replace("{F}", "\0")
+    out = out.format(**names, **fill)
+    # "{F}sqrt" -> "sqrtf": the suffix goes after the function's name
+    while "\0" in out:
+        i = out.index("\0")
+        j = out.index("(", i)
+        out = out[:i] + out[i + 1 : j] + prefix + out[j:]
+    return out
+
+
+def _parse(text: str) -> float:
+    text = text.strip("()")
+    for key, value in (("NAN", math.nan), ("INFINITY", math.inf)):
+        if key in text:
+            return -value if text.startswith("-") else value
+    return float.fromhex(text.rstrip("f"))
+
+
+def _is_t(a) -> bool:
+    return isinstance(a, torch.Tensor)
+
+
+def _flat(items) -> list:
+    out = []
+    for a in items:
+        if isinstance(a, (list, tuple)):
+            out += _flat(a)
+        else:
+            out.append(a)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. what the C loop asks for
+
+
+def objective_code(fn: Callable, d: int, dtype: torch.dtype) -> tuple[list[str], str, list[str]]:
+    """C statements computing f and its gradient from ``x0 ... x{d-1}``: (lines, value, grads)."""
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.rand(TRACE_N, d, generator=gen, dtype=torch.float64) + 0.25).to(dtype)
+    try:
+        tape, _, v, g = value_and_grad_traced(fn, x)
+    except Unsupported:
+        raise
+    except Exception as exc:  # f failed on the trace's points: the eager engine will say why
+        raise Unsupported(f"tracing f failed ({type(exc).__name__}: {exc})") from None
+    names = np.array([[f"x{c}" for c in range(d)]], dtype=object)
+    emit = Emitter("f")
+    tr = _Translator(emit, {id(x): _Sym(names, dtype)})
+    tr.run(tape.calls)
+    if not isinstance(v, torch.Tensor) or tuple(v.shape) != (TRACE_N,):
+        raise Unsupported("f does not give one value per point")
+    value = tr.cast(tr.value(v), dtype).arr.reshape(-1)
+    grads = tr.cast(tr.value(g), dtype).arr
+    if value.shape != (1,) or grads.shape != (1, d):
+        raise Unsupported("f's value or gradient could not be followed per point")
+    return emit.lines, value[0], list(grads[0])
+
+
+def update_code(kind: str, nesterov: bool, dtype: torch.dtype, c: int, state_size: int):
+    """C statements of torch.optim's update (`updates.update_rule`) of coordinate `c`: from
+    ``px{c}``, ``pg{c}`` and ``ps{i}_{c}`` to (lines, new position, new state)."""
+    from .updates import HYPER, update_rule
+
+    gen = torch.Generator().manual_seed(1)
+
+    def sample():
+        return (torch.rand(TRACE_N, generator=gen, dtype=torch.float64) + 0.25).to(dtype)
+
+    x, g = sample(), sample()
+    state = tuple(sample() for _ in range(state_size))
+    h = {key: torch.tensor(0.5, dtype=dtype) for key in HYPER}
+    tape = _Tape()
+    with tape:
+        new, new_state = update_rule(kind, nesterov)(x, g, state, h)
+    point = np.array([""], dtype=object)
+    inputs = {
+        id(x): _Sym(_named(point, f"px{c}"), dtype),
+        id(g): _Sym(_named(point, f"pg{c}"), dtype),
+    }
+    for i, s in enumerate(state):
+        inputs[id(s)] = _Sym(_named(point, f"ps{i}_{c}"), dtype)
+    for key, t in h.items():
+        inputs[id(t)] = _Sym(np.array(f"h_{key}", dtype=object), dtype)
+    emit = Emitter(f"u{c}_")
+    tr = _Translator(emit, inputs)
+    tr.run(tape.calls)
+    moved = tr.cast(tr.value(new), dtype).arr.reshape(-1)[0]
+    kept = [tr.cast(tr.value(s), dtype).arr.reshape(-1)[0] for s in new_state]
+    return emit.lines, moved, kept
+
+
+def _named(template: np.ndarray, name: str) -> np.ndarray:
+    out = np.empty(template.shape, dtype=object)
+    out.fill(name)
+    return out

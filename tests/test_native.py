@@ -1,0 +1,185 @@
+"""The C backend of the compiled engine (`native`): what it translates equals autograd, what it
+cannot translate it refuses (and the engine runs inductor instead), and its loop gives the eager
+loop's results (the run-level comparisons live in test_compiled.py, parametrized over both
+compilers)."""
+
+import math
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import descentlab as dl
+from descentlab import compiled, functions, native, optimizers, translate
+from descentlab.gradients import Evaluator
+from descentlab.problem import resolve
+
+
+def objective(f, d=None):
+    start = [[0.5] * d] if d else [[0.5]]
+    return resolve(f, start, dim=d, dtype=torch.float64, device="cpu", need_grad=True).objective
+
+
+def kernel(obj, dtype=torch.float64, kind="gd"):
+    return native.kernel(obj, kind, False, obj.dim, dtype, math.inf, False)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_every_registered_function_is_translated_and_equals_autograd(dtype):
+    # native.kernel checks its values and gradients against autograd's over the domain before
+    # it hands the kernel out; here, at other points, and in 2 and 5 dimensions where it can
+    gen = torch.Generator().manual_seed(5)
+    for name, spec in functions.REGISTRY.items():
+        for d in (2, 5) if spec.any_dim else (None,):
+            obj = functions.get(name, dim=d)
+            d = obj.dim
+            made = kernel(obj, dtype)
+            lo, hi = (torch.tensor(b, dtype=torch.float64) for b in zip(*obj.domain, strict=True))
+            x = (lo + torch.rand(200, d, generator=gen, dtype=torch.float64) * (hi - lo)).to(dtype)
+            want_v, want_g = Evaluator(obj)(x)
+            got_v, got_g = made.evaluate(x)
+            scale = float(want_g.abs().max()) + 1
+            tol = 1e-4 if dtype == torch.float32 else 1e-11
+            np.testing.assert_allclose(got_v, want_v, rtol=tol, atol=tol, err_msg=name)
+            np.testing.assert_allclose(got_g, want_g, atol=tol * scale, err_msg=name)
+
+
+def test_powers_round_as_torch_does():
+    # torch computes x**2 as x*x, x**3 as x*x*x, x**-1 as 1/x ...: the C must too, or the two
+    # engines part after a few steps
+    x = torch.linspace(0.1, 7.0, 301, dtype=torch.float32)[:, None]
+    for e in (0, 1, 2, 3, -1, -2, 0.5, -0.5, 2.5):
+        obj = objective(lambda t, e=e: t[..., 0] ** e)
+        got_v, got_g = kernel(obj, torch.float32).evaluate(x)
+        want_v, want_g = Evaluator(obj)(x)
+        if e in (0.5, -0.5, 2.5):
+            # x**0.5 is torch.sqrt, which here rounds 44 of these 301 square roots an ulp
+            # away from IEEE's (C's) correctly rounded one; x**2.5 is powf against Sleef's pow
+            np.testing.assert_allclose(got_v, want_v, rtol=2.5e-7, err_msg=str(e))
+        else:
+            assert torch.equal(got_v, want_v), e
+        np.testing.assert_allclose(got_g, want_g, rtol=1e-6, err_msg=str(e))
+
+
+def test_literals_are_exact():
+    for value in (0.1, -2.5, 1e-30, 3.4e38, math.pi):
+        for dtype in (torch.float32, torch.float64):
+            text = translate.literal(value, dtype)
+            want = float(torch.tensor(value, dtype=dtype))
+            assert float.fromhex(text.strip("()").rstrip("f")) == want
+    assert translate.literal(math.inf, torch.float32) == "((float)INFINITY)"
+    assert translate.literal(-math.inf, torch.float64) == "(-(double)INFINITY)"
+    assert translate.literal(math.nan, torch.float64) == "((double)NAN)"
+
+
+@pytest.mark.parametrize(
+    ("f", "why"),
+    [
+        # control flow on the values (which needs a number from all the points): the trace
+        # would hold one branch only
+        (lambda x: x[..., 0] ** 2 if float(x.detach().sum()) > 0 else x[..., 0], "points"),
+        # points that see each other: the descents would not be independent
+        (lambda x: ((x - x.mean(0)) ** 2).sum(-1), "points"),
+        # an operation the translator does not know
+        (lambda x: torch.lgamma(x[..., 0] + 3), "lgamma"),
+        # an in-place write into a view
+        (lambda x: x.clone().select(-1, 0).mul_(2) ** 2, "view"),
+    ],
+)
+def test_what_cannot_be_translated_is_refused(f, why):
+    with pytest.raises(native.Unsupported, match=why):
+        kernel(dl.Objective(fn=f, dim=2))  # as is: `descend` would refuse the mixing one
+
+
+def test_a_wrong_translation_is_caught_before_it_runs(monkeypatch):
+    # the check against autograd is the net under the translator: a mistranslated
+    # multiplication must never reach a run
+    monkeypatch.setitem(translate._POINTWISE, "mul", "({a}) + ({b})")
+    with pytest.raises(native.Unsupported, match="disagrees with autograd"):
+        kernel(objective(lambda x: x[..., 0] * x[..., 1] + x[..., 0] ** 3, 2))
+
+
+@pytest.mark.slow
+def test_an_untranslatable_objective_runs_on_inductor():
+    f = lambda x: torch.lgamma(x[..., 0] + 3) + x[..., 1] ** 2  # noqa: E731
+    kw = dict(start=dl.grid(5, bounds=((-2, 2), (-2, 2))), lr=0.05, steps=30, dtype="float64")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        run = dl.descend(f, engine="compiled", **kw)
+    assert run.meta["kernel"] == "inductor"
+    np.testing.assert_allclose(run.path, dl.descend(f, engine="eager", **kw).path, rtol=1e-12)
+
+
+def test_threads_split_the_points_and_change_nothing():
+    kw = dict(
+        start=dl.grid(40), optimizer="momentum", lr=0.01, steps=100, tol=1e-2, engine="compiled"
+    )
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = dl.descend("himmelblau", **kw)
+        torch.set_num_threads(3)
+        three = dl.descend("himmelblau", **kw)
+    finally:
+        torch.set_num_threads(before)
+    assert one.meta["kernel"] == three.meta["kernel"] == "c"
+    for name in ("path", "values", "grad_norms", "steps_", "status_"):
+        np.testing.assert_array_equal(getattr(one, name), getattr(three, name), err_msg=name)
+    assert 0 < (one.status == "converged").sum() < len(one.status)
+
+
+def test_a_run_ends_where_its_last_point_stops():
+    # every point converges by iteration 40 of 500: the eager loop stops there, and so must
+    # the C loop, whose calls span many iterations
+    kw = dict(start=dl.grid(9, bounds=(-1, 1)), lr=0.2, steps=500, tol=1e-3, dtype="float64")
+    c = dl.descend("sphere", engine="compiled", **kw)
+    e = dl.descend("sphere", engine="eager", **kw)
+    assert c.meta["kernel"] == "c" and c.iterations == e.iterations < 60
+    np.testing.assert_array_equal(c.recorded, e.recorded)
+    np.testing.assert_allclose(c.path, e.path, rtol=1e-12)
+
+
+LATER = r"""
+import sys, descentlab as dl
+from descentlab import native
+def refuse(*args):
+    raise AssertionError("compiled again")
+native._compile = refuse
+start = dl.grid(20, bounds=(-4, 4))
+run = dl.descend(sys.argv[1], start, lr=0.01, steps=500, record="final", engine="auto")
+print(run.meta["engine"], run.meta["kernel"], "torch._dynamo" in sys.modules)
+"""
+
+
+def test_a_built_loop_is_kept_for_later_processes(tmp_path, monkeypatch):
+    monkeypatch.setenv("DESCENTLAB_KERNEL_CACHE", str(tmp_path))
+    monkeypatch.setattr(native, "_KERNELS", {})
+    monkeypatch.setattr(native, "_LIBRARIES", {})
+    monkeypatch.setattr(native, "_CHECKED", {})
+    formula = "(x**2 + y - 11)**2 + (x + y**2 - 7)**2 + 0.25*x"
+    dl.descend(formula, dl.grid(4, bounds=(-4, 4)), steps=3, record="final", engine="compiled")
+    assert len(list(tmp_path.glob("c/*.so"))) == 1
+    # a fresh process: 400 points x 500 steps take 0.16 s eager, less than a build (0.56 s),
+    # more than loading what is built
+    done = subprocess.run(
+        [sys.executable, "-c", LATER, formula], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["compiled", "c", "False"], done.stderr[-2000:]
+
+
+def test_the_c_loop_is_used_only_on_the_cpu_and_can_be_turned_off(monkeypatch):
+    obj, plan = functions.get("sphere"), optimizers.resolve("gd", 0.1)
+    assert compiled.c_kernel(obj, plan, 2, torch.float32, "cpu", math.inf, None) is not None
+    assert compiled.c_kernel(obj, plan, 2, torch.float32, "meta", math.inf, None) is None
+    monkeypatch.setattr(compiled, "USE_C", False)
+    assert compiled.c_kernel(obj, plan, 2, torch.float32, "cpu", math.inf, None) is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_a_cuda_run_is_compiled_by_inductor():
+    run = dl.descend("himmelblau", dl.grid(8), steps=20, engine="compiled", device="cuda")
+    assert run.meta["kernel"] == "inductor"
