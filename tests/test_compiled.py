@@ -187,7 +187,7 @@ def test_auto_compiles_only_when_it_pays(monkeypatch, tmp_path):
     rest = (2, torch.float32, "cpu", float("inf"), None)
     # 1e5 point-steps: eager takes 0.035 s, less than loading a built C loop
     assert not compiled.worth_compiling(*args, 1_000, 100, *rest)
-    assert native.readiness(*args[:1], "gd", False, 2, torch.float32, math.inf, False) > 0.3
+    assert native.readiness(*args[:1], "gd", False, 2, torch.float32, math.inf, False, False) > 0.3
     # 1e6 point-steps: 0.08 s eager, less than a build; 1e8: 5 s eager, more
     assert not compiled.worth_compiling(*args, 10_000, 100, *rest)
     assert compiled.worth_compiling(*args, 1_000_000, 100, *rest)
@@ -195,10 +195,10 @@ def test_auto_compiles_only_when_it_pays(monkeypatch, tmp_path):
     # built on disk (by a compiled run, here, whose process has it too), it pays from 1e6
     dl.descend("himmelblau", dl.grid(10), steps=5, engine="compiled", record="final")
     assert list(tmp_path.glob("c/*.so"))
-    assert native.readiness(*args[:1], "gd", False, 2, torch.float32, math.inf, False) == 0
+    assert native.readiness(*args[:1], "gd", False, 2, torch.float32, math.inf, False, False) == 0
     for name in ("_KERNELS", "_LIBRARIES", "_CHECKED"):  # as a new process would see it
         monkeypatch.setattr(native, name, {})
-    assert native.readiness(*args[:1], "gd", False, 2, torch.float32, math.inf, False) == (
+    assert native.readiness(*args[:1], "gd", False, 2, torch.float32, math.inf, False, False) == (
         native.LOAD_SECONDS
     )
     assert compiled.worth_compiling(*args, 10_000, 100, *rest)

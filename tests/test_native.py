@@ -24,7 +24,7 @@ def objective(f, d=None):
 
 
 def kernel(obj, dtype=torch.float64, kind="gd"):
-    return native.kernel(obj, kind, False, obj.dim, dtype, math.inf, False)
+    return native.kernel(obj, kind, False, obj.dim, dtype, math.inf, False, True)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -173,10 +173,10 @@ def test_a_built_loop_is_kept_for_later_processes(tmp_path, monkeypatch):
 
 def test_the_c_loop_is_used_only_on_the_cpu_and_can_be_turned_off(monkeypatch):
     obj, plan = functions.get("sphere"), optimizers.resolve("gd", 0.1)
-    assert compiled.c_kernel(obj, plan, 2, torch.float32, "cpu", math.inf, None) is not None
-    assert compiled.c_kernel(obj, plan, 2, torch.float32, "meta", math.inf, None) is None
+    assert compiled.c_kernel(obj, plan, 2, torch.float32, "cpu", math.inf, None, False) is not None
+    assert compiled.c_kernel(obj, plan, 2, torch.float32, "meta", math.inf, None, False) is None
     monkeypatch.setattr(compiled, "USE_C", False)
-    assert compiled.c_kernel(obj, plan, 2, torch.float32, "cpu", math.inf, None) is None
+    assert compiled.c_kernel(obj, plan, 2, torch.float32, "cpu", math.inf, None, False) is None
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

@@ -132,7 +132,7 @@ def worth_compiling(
     work = n * steps
     c = USE_C and torch.device(device).type == "cpu"
     nesterov = bool(plan.kwargs.get("nesterov", False))
-    c_args = (objective, kind_of(plan), nesterov, d, dtype, order, box is not None)
+    c_args = (objective, kind_of(plan), nesterov, d, dtype, order, box is not None, tol_set)
     if c and native.loaded(*c_args):  # the C loop serves every record mode
         return True
     key = _key(objective, plan, d, dtype, device, order, box, tol_set)
@@ -150,7 +150,7 @@ def worth_compiling(
     return saved > _COMPILE_SECONDS
 
 
-def c_kernel(objective, plan, d, dtype, device, order, box):
+def c_kernel(objective, plan, d, dtype, device, order, box, tol_set):
     """The C loop for this run (`native.kernel`), or None when it cannot be had: off the CPU,
     `USE_C` off, or an objective the C backend does not translate (inductor runs it then)."""
     from . import native
@@ -159,7 +159,8 @@ def c_kernel(objective, plan, d, dtype, device, order, box):
         return None
     nesterov = bool(plan.kwargs.get("nesterov", False))
     try:
-        return native.kernel(objective, kind_of(plan), nesterov, d, dtype, order, box is not None)
+        clamp = box is not None
+        return native.kernel(objective, kind_of(plan), nesterov, d, dtype, order, clamp, tol_set)
     except native.Unsupported:
         return None
 
@@ -605,7 +606,7 @@ def loop_or_fallback(eager_loop: Callable) -> Callable:
 
         began = time.perf_counter()
         d, dtype, device = x0.shape[1], x0.dtype, x0.device
-        made = c_kernel(objective, plan, d, dtype, device, s.order, s.box)
+        made = c_kernel(objective, plan, d, dtype, device, s.order, s.box, s.tol is not None)
         if made is not None:
             rec.kernel = "c"
             return native.loop(made, plan, x0, s, rec, interrupted, bar)

@@ -76,8 +76,23 @@ _VECTOR_MATH2 = ("atan2", "hypot", "pow")
 # if any lane met an event (divergence or convergence), that result is dropped and the
 # iteration is run again by the full rules, in place: a stopped lane is held, a diverged one
 # goes back to its previous position, statuses and step counts are set. The two paths compute
-# the same numbers for a running lane.
+# the same numbers for a running lane. The fast path stores a lane's value and norm only when
+# a row is recorded (stores bound the loop: 6 a step for gd in 2-D against 4 loads); where they
+# are needed and stale (`fresh`), `refresh` computes them again from the positions, with the
+# same code, so with the same bits.
 _LOOP = r"""
+/* the value and gradient norm at the positions X, into V and GN */
+static inline void refresh(T X[D][L], T *restrict V, T *restrict GN) {
+  #pragma omp simd
+  for (int j = 0; j < L; j++) {
+$positions_of_x
+$objective
+$norm
+    V[j] = vv;
+    GN[j] = ng;
+  }
+}
+
 long long descend(long long n, long long i0, long long i1, long long k0, long long k1,
                   long long every, long long first_k,
                   const T *x_in, long long in_point, long long in_coord,
@@ -92,7 +107,8 @@ $constants
     const int m = i1 - i < L ? (int)(i1 - i) : L;
     T X[2][D][L], G[2][D][L], S[2][NS][D][L], V[2][L], GN[2][L];
     I ST[L], TK[L], WAS[L];
-    int b = 0, all = 1;  /* the buffer holding the state; whether every lane runs */
+    /* the buffer holding the state; whether every lane runs; whether V[b], GN[b] are of X[b] */
+    int b = 0, all = 1, fresh = 1;
     for (int j = 0; j < L; j++) {
       const long long p = i + (j < m ? j : 0);  /* lanes past the end repeat the first */
       for (int c = 0; c < D; c++) X[0][c][j] = x_in[p * in_point + c * in_coord];
@@ -116,7 +132,7 @@ $objective
     }
     for (long long k = k0; k < k1; k++) {
 $per_step
-      const int o = 1 - b;
+      const int o = 1 - b, keep = every > 0 && k % every == 0;
       if (all && k > 0) {
         I event = 0;
         #pragma omp simd reduction(|:event)
@@ -124,15 +140,17 @@ $per_step
 $previous
 $step_fast
 $objective
-$tests
-          event |= !ok | done;
+$tests_fast
 $store_fast
         }
         if (!event) {
           b = o;
+          fresh = keep;
           goto record;
         }
       }
+      if (!fresh) refresh(X[b], V[b], GN[b]);
+      fresh = 1;
       {
         const I stepping = k > 0;
         I live = 0, every_lane = 1;
@@ -163,9 +181,9 @@ $store_full
         }
       }
     record:
-      if (every > 0 && k % every == 0)
-        write_rows(n, i, m, (k - first_k) / every, X[b], V[b], GN[b], rx, rv, rgn);
+      if (keep) write_rows(n, i, m, (k - first_k) / every, X[b], V[b], GN[b], rx, rv, rgn);
     }
+    if (!fresh) refresh(X[b], V[b], GN[b]);
     for (int j = 0; j < m; j++) {
       const long long p = i + j;
       for (int c = 0; c < D; c++) x[c * n + p] = X[b][c][j];
@@ -228,9 +246,11 @@ def source(
     nesterov: bool,
     order: float,
     clamp: bool,
+    tol_set: bool,
     vector_math: bool = True,
 ) -> str:
-    """The C source of the loop (`_LOOP`) for this objective, optimizer and stop rules."""
+    """The C source of the loop (`_LOOP`) for this objective, optimizer and stop rules
+    (`tol_set`: whether the fast path tests the tolerance at all)."""
     from string import Template
 
     from .updates import HYPER, STATE_SIZE
@@ -262,12 +282,26 @@ def source(
     var = lambda expr: checks.var(expr, T)  # noqa: E731
     norm = vector_norm([f"gg{c}" for c in coords], order, dtype, var)
     largest = vector_norm([f"x{c}" for c in coords], math.inf, dtype, var)
+    norm_lines = [*checks.lines, f"const T ng = {norm};"]
     tests = [
-        *checks.lines,
-        f"const T ng = {norm};",
+        *norm_lines,
         f"T sp = (vv - vv) + ng; sp = sp - ng; sp = sp + {largest};",
         "I ok = sp <= limit, done = ng < tol;",
     ]
+    # the fast path only asks whether anything happened, in fewer operations: the value, the
+    # norm and (max-norm) every partial derivative finite, every |x_j| within the limit (NaN
+    # compares false), and the norm not below tol; where it is all so, its plain maximum is the
+    # NaN-propagating one's value (and where not, the full path computes the iteration again)
+    absf, inf = math_fn("fabs", dtype), f"(({T})INFINITY)"
+    fine = ["(vv - vv == 0)", *(f"({absf}(x{c}) <= limit)" for c in coords)]
+    if order == math.inf:
+        fast = [f"const T ag{c} = {absf}(gg{c});" for c in coords]
+        fast += ["T ng = ag0;"] + [f"ng = ng > ag{c} ? ng : ag{c};" for c in coords[1:]]
+        fine += [f"(ag{c} < {inf})" for c in coords]
+    else:
+        fast = [f"const T ng = {vector_norm([f'gg{c}' for c in coords], order, dtype, str)};"]
+        fine.append("(ng - ng == 0)")
+    fast.append(f"event |= !({' & '.join(fine)}){' | (ng < tol)' if tol_set else ''};")
     objective = [*f_lines, f"T vv = {f_value};", *(f"T gg{c} = {f_grads[c]};" for c in coords)]
     text = "\n".join(f_lines + [line for u in updates for line in u[0]])
     declarations = []
@@ -309,12 +343,15 @@ def source(
         "step_fast": block(new_positions(None), 10),
         "step_full": block(new_positions("move"), 10),
         "tests": block(tests, 10),
+        "norm": block(norm_lines, 4),
+        "tests_fast": block(fast, 10),
         "store_fast": block(
             [f"X[o][{c}][j] = x{c}; G[o][{c}][j] = gg{c};" for c in coords]
             + [f"S[o][{s}][{c}][j] = ns{s}_{c};" for s, c in rows]
-            + ["V[o][j] = vv; GN[o][j] = ng;"],
+            + ["if (keep) { V[o][j] = vv; GN[o][j] = ng; }"],
             10,
         ),
+        "positions_of_x": block([f"const T x{c} = X[{c}][j];" for c in coords], 4),
         "store_full": block(
             [
                 f"X[b][{c}][j] = stays ? x{c} : px{c}; G[b][{c}][j] = run ? gg{c} : pg{c};"
@@ -482,7 +519,7 @@ def build_seconds(d: int) -> float:
     return 0.3 + 0.13 * d
 
 
-def _key(objective, kind, nesterov, d, dtype, order, clamp) -> tuple | None:
+def _key(objective, kind, nesterov, d, dtype, order, clamp, tol_set) -> tuple | None:
     """Registered functions and formulas, by name and text; None for a callable, which has no
     identity that outlives it (its wrapper's id is reused once it is collected), so its source
     is traced afresh each run (milliseconds) and its kernel found by that source."""
@@ -492,7 +529,7 @@ def _key(objective, kind, nesterov, d, dtype, order, clamp) -> tuple | None:
     if ident is None:
         return None
     ident = tuple(sorted(ident.items()))
-    return (ident, kind, bool(nesterov), d, dtype, float(order), bool(clamp))
+    return (ident, kind, bool(nesterov), d, dtype, float(order), bool(clamp), bool(tol_set))
 
 
 def _remember(cache: dict, key, make: Callable):
@@ -511,21 +548,22 @@ def _remember(cache: dict, key, make: Callable):
     return got
 
 
-def _sources(key, objective, kind, nesterov, d, dtype, order, clamp) -> list[str]:
+def _sources(key, objective, kind, nesterov, d, dtype, order, clamp, tol_set) -> list[str]:
     """The loop's C source, with glibc's vector math and without."""
-    args = (objective.fn, d, dtype, kind, nesterov, order, clamp)
+    args = (objective.fn, d, dtype, kind, nesterov, order, clamp, tol_set)
     return _remember(_SOURCES, key, lambda: [source(*args), source(*args, vector_math=False)])
 
 
-def kernel(objective, kind: str, nesterov: bool, d: int, dtype, order: float, clamp: bool):
+def kernel(objective, kind, nesterov, d, dtype, order, clamp, tol_set):
     """The built and checked loop for this run's settings (kept for the process); raises
     `Unsupported` when the C backend cannot write it."""
     from .updates import STATE_SIZE
 
-    key = _key(objective, kind, nesterov, d, dtype, order, clamp)
+    settings = (objective, kind, nesterov, d, dtype, order, clamp, tol_set)
+    key = _key(*settings)
 
     def make() -> Kernel:
-        texts = _sources(key, objective, kind, nesterov, d, dtype, order, clamp)
+        texts = _sources(key, *settings)
         for text in texts:  # the same source, built and checked already (another callable)
             if library_path(text).name in _CHECKED:
                 return _CHECKED[library_path(text).name]
@@ -541,23 +579,24 @@ def kernel(objective, kind: str, nesterov: bool, d: int, dtype, order: float, cl
     return _remember(_KERNELS, key, make)
 
 
-def loaded(objective, kind, nesterov, d, dtype, order, clamp) -> bool:
+def loaded(objective, kind, nesterov, d, dtype, order, clamp, tol_set) -> bool:
     """Whether this process has built and checked the C loop for a named objective."""
-    key = _key(objective, kind, nesterov, d, dtype, order, clamp)
+    key = _key(objective, kind, nesterov, d, dtype, order, clamp, tol_set)
     return key is not None and isinstance(_KERNELS.get(key), Kernel)
 
 
-def readiness(objective, kind, nesterov, d, dtype, order, clamp) -> float | None:
+def readiness(objective, kind, nesterov, d, dtype, order, clamp, tol_set) -> float | None:
     """Seconds before the C loop could run: 0 when this process has it, `LOAD_SECONDS` when it
     is built on disk, `build_seconds` otherwise; None when the C backend cannot write it."""
-    key = _key(objective, kind, nesterov, d, dtype, order, clamp)
+    settings = (objective, kind, nesterov, d, dtype, order, clamp, tol_set)
+    key = _key(*settings)
     got = _KERNELS.get(key) if key is not None else None
     if isinstance(got, Kernel):
         return 0.0
     if isinstance(got, Unsupported) or compiler() is None:
         return None
     try:
-        texts = _sources(key, objective, kind, nesterov, d, dtype, order, clamp)
+        texts = _sources(key, *settings)
     except Unsupported:
         return None
     if any(library_path(text).name in _CHECKED for text in texts):
@@ -605,7 +644,7 @@ def check(made: Kernel, objective, d: int, dtype) -> None:
 # Ctrl-C and the progress bar are seen between calls; a call costs, besides its work, one load
 # and store of the points' state and one evaluation
 CALL_SECONDS = 0.2
-FIRST_CALL_WORK = 2**20  # point-iterations of the first call, which measures the rate
+FIRST_CALL_WORK = 2**24  # point-iterations of the first call (10-150 ms), which measures the rate
 _POOL = None
 
 

@@ -352,9 +352,17 @@ class _Translator:
         arrs = np.broadcast_arrays(*[s.arr for s in syms])
         ctype = CTYPE[out.dtype]
         result = np.empty(arrs[0].shape, dtype=object)
+        # autograd adds a literal zero wherever a gradient was scattered into one coordinate
+        # (select_backward): x + 0 is x but for -0, which it turns into +0; left out (2 of the
+        # ~40 operations of a Himmelblau step), a gradient of -0 can at most leave a position
+        # at -0 where torch's would be +0
+        zero = literal(0, compute) if name == "add" and "alpha" not in kwargs else None
         for idx in np.ndindex(arrs[0].shape):
             it = iter(arrs)
             items = [next(it)[idx] if isinstance(o, _Sym) else o for o in operands]
+            if zero is not None and zero in items[:2] and compute == out.dtype:
+                result[idx] = items[1] if items[0] == zero else items[0]
+                continue
             expr = template(items)
             if compute != out.dtype:
                 expr = f"({ctype})({expr})"
