@@ -197,3 +197,18 @@ def test_ctrl_c_keeps_the_finished_blocks(monkeypatch, tmp_path):
         bench(["sphere"], ["gd"], [0.01, 0.1, 0.3], starts=8, steps=10, out=tmp_path / "t.csv")
     saved = pd.read_csv(tmp_path / "t.csv")
     assert list(saved.lr) == [0.01, 0.1] and (saved.phase == "tune").all()
+
+
+def test_auto_builds_the_c_loop_for_a_sweep_whose_blocks_repay_it(small):
+    # ten blocks of 1,000 starts x 500 steps per (function, optimizer): 2 s eager together, a
+    # build 0.6 s; one block alone (0.2 s) would never pay for it, nor the small sweep's
+    assert set(small.table.engine) == {"eager"}
+    kw = dict(starts=1000, steps=500, seeds=3)
+    lrs = [1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 2e-1, 4e-1]
+    fast = bench(["sphere"], ["gd"], lrs, **kw).table
+    slow = bench(["sphere"], ["gd"], lrs, engine="eager", **kw).table
+    assert set(fast.engine) == {"compiled"} and set(slow.engine) == {"eager"}
+    same = ["phase", "lr", "seed", "success_rate", "diverged_fraction", "chosen"]
+    pd.testing.assert_frame_equal(fast[same], slow[same])
+    # steps to target may part by one where float rounding meets the target
+    np.testing.assert_allclose(fast.median_steps_to_target, slow.median_steps_to_target, atol=1)
