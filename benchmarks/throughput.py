@@ -14,7 +14,8 @@ Rows (each run `--reps` times, alternating, median reported):
                          unrolled in one call (one loop, each point in registers across them)
   JAX                    jit(vmap(grad)) in lax.fori_loop; lax.scan recording positions, and
                          recording positions, values and gradient norms (what a Trajectory holds)
-  descentlab             dl.descend, eager and compiled (gd, adam; final only and record="all")
+  descentlab             dl.descend, eager and compiled (gd, adam; final only and record="all"),
+                         and compiled by inductor with the C loop off (gd, adam)
   C, fused -O3           gcc -O3 -march=native, blocks of 32 points kept in vector registers
                          through all steps (the compute bound: on this Zen 3 core, 8, 16, 32, 64
                          and 128 points per block ran 1.1e9, 2.5e9, 3.7e9, 3.3e9 and 3.2e9
@@ -22,9 +23,10 @@ Rows (each run `--reps` times, alternating, median reported):
                          and Adam the same way, to show what its square root and division cost
 
 Every implementation must land on the same final points (max |difference| is reported).
-Also: first-call times of the compiled engine in fresh processes (first ever: an empty inductor
-cache, which includes torch's one-time CPU probe; cold: a new objective; warm_inductor: its
-kernels in inductor's cache; warm: its packaged kernels on disk, `descentlab.kernelcache`), the
+Also: first-call times of the compiled engine in fresh processes (the C loop cold and with its
+library on disk; with inductor: first ever, an empty inductor cache, which includes torch's
+one-time CPU probe; cold: a new objective; warm_inductor: its kernels in inductor's cache;
+warm: its packaged kernels on disk, `descentlab.kernelcache`), the
 import of dynamo and inductor alone, 10,000 points x 100 steps end to end, packaged kernels
 against torch.compile's at 1e6 points, and the scaling curve (N = 1e2 ... 1e7) with each run's
 peak memory, measured in a fresh process per point.
