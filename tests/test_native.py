@@ -75,6 +75,35 @@ def test_literals_are_exact():
     assert translate.literal(math.nan, torch.float64) == "((double)NAN)"
 
 
+M = torch.tensor([[2.0, 0.5, 0.0], [0.5, 1.0, -0.3], [0.0, -0.3, 1.5]])
+
+
+@pytest.mark.parametrize(
+    "f",
+    [
+        # atanh's gradient fills a fresh tensor with ones, then subtracts x**2 from it in place
+        lambda x: torch.atanh(0.3 * x[..., 0]) ** 2 + torch.acosh(2 + x[..., 1] ** 2),
+        lambda x: torch.logsumexp(x, -1),
+        lambda x: x.abs().amax(-1) + x.mean(-1) ** 2,  # amax's gradient counts ties (int sum)
+        lambda x: (x @ M.to(x.dtype) * x).sum(-1),  # mm
+        lambda x: torch.einsum("ni,ij,nj->n", x, M.to(x.dtype), x),  # bmm
+        lambda x: (torch.softmax(x, -1) * torch.tensor([1.0, 2.0, 3.0])).sum(-1),
+        lambda x: -torch.log_softmax(x, -1)[..., 1],
+        lambda x: torch.linalg.vector_norm(x, dim=-1) + x.norm(p=1, dim=-1),
+        lambda x: torch.cat([x, x**2], -1).prod(-1) + torch.cumsum(x, -1)[..., -1] ** 2,
+        lambda x: torch.where(x[..., 0] > 0, x[..., 0] ** 2, -x[..., 0]) + torch.relu(x).sum(-1),
+    ],
+)
+def test_more_of_torch_is_translated_and_equals_autograd(f):
+    obj = dl.Objective(fn=f, dim=3)
+    made = kernel(obj, torch.float64)
+    x = torch.randn(300, 3, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    want_v, want_g = Evaluator(obj)(x)
+    got_v, got_g = made.evaluate(x)
+    np.testing.assert_allclose(got_v, want_v, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(got_g, want_g, rtol=1e-11, atol=1e-11)
+
+
 @pytest.mark.parametrize(
     ("f", "why"),
     [
@@ -85,6 +114,8 @@ def test_literals_are_exact():
         (lambda x: ((x - x.mean(0)) ** 2).sum(-1), "points"),
         # an operation the translator does not know
         (lambda x: torch.lgamma(x[..., 0] + 3), "lgamma"),
+        # a matrix product over the points (each point's value from all of them)
+        (lambda x: (x.T @ x).sum() + x[..., 0], "points"),
         # an in-place write into a view
         (lambda x: x.clone().select(-1, 0).mul_(2) ** 2, "view"),
     ],

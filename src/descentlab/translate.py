@@ -7,9 +7,10 @@ out as C statements over one point's coordinates, for the compiled engine's C lo
 2. **Scalarize.** Each traced tensor becomes a numpy array of C expressions, one per element,
    with the points axis (the dimension of size `TRACE_N`) collapsed to 1 (`_Translator`).
    Views, stacking, slicing and broadcasting are numpy's own operations on those arrays;
-   element-wise operations emit one C statement per element; a reduction or scan over
-   coordinates emits a chain. Whatever does not depend on the points (``ones_like``,
-   ``arange``, a constant) is taken from the traced result as an exact literal. An operation
+   element-wise operations emit one C statement per element; a reduction, scan, softmax or
+   matrix product over coordinates emits a chain. Whatever does not depend on the points
+   (``ones_like``, ``arange``, a constant) is taken from the traced result, as it was at that
+   point of the trace, as an exact literal. An operation
    the translator does not know, one that mixes points (a reduction over the points axis that
    is used), an in-place write into a view, or data-dependent control flow (``.item()``,
    ``nonzero``) raises `Unsupported`.
@@ -67,7 +68,10 @@ class _Tape(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        self.calls.append((func, args, kwargs, out))
+        # the values as they are now: an in-place operation later may change them (atanh's
+        # gradient fills an empty tensor with ones, then subtracts x**2 from it in place)
+        now = out.detach().clone() if isinstance(out, torch.Tensor) else None
+        self.calls.append((func, args, kwargs, out, now))
         return out
 
 
@@ -182,6 +186,8 @@ _POINTWISE = {
 }
 _POINTWISE.update({name: "{F}" + fn + "({a})" for name, fn in _UNARY_FN.items()})
 _COMPARE = {"gt", "ge", "lt", "le", "eq", "ne"}
+# operations along one axis that keep its length (`_Translator.along`)
+_ALONG = ("_softmax", "_log_softmax", "_softmax_backward_data", "_log_softmax_backward_data")
 # operations that only look at their input differently: numpy does the same to the arrays
 _IDENTITY = {"detach", "alias", "lift_fresh", "clone", "contiguous", "lift_fresh_copy"}
 
@@ -205,6 +211,7 @@ class _Translator:
     def __init__(self, emit: Emitter, inputs: dict[int, _Sym]):
         self.emit = emit
         self.env: dict[int, object] = dict(inputs)
+        self.values: dict[int, torch.Tensor] = {}  # what each tensor held at this point
 
     # -- values
 
@@ -223,7 +230,7 @@ class _Translator:
         return got
 
     def constant(self, t: torch.Tensor) -> _Sym:
-        values = t.detach().cpu()
+        values = self.values.get(id(t), t).detach().cpu()
         axes = [i for i, size in enumerate(values.shape) if size == TRACE_N]
         for axis in axes:  # the same for every point: keep one
             first = values.narrow(axis, 0, 1)
@@ -259,7 +266,9 @@ class _Translator:
             raise Unsupported(f"translating to C failed ({type(exc).__name__}: {exc})") from None
 
     def _run(self, calls) -> None:
-        for func, args, kwargs, out in calls:
+        for func, args, kwargs, out, now in calls:
+            if now is not None:
+                self.values[id(out)] = now
             tensors = [a for a in _flat(args) + _flat(list(kwargs.values())) if _is_t(a)]
             if not any(self.known(a) for a in tensors):
                 continue  # nothing traced flows in: a constant, read from `out` when used
@@ -308,8 +317,12 @@ class _Translator:
             "copy",
         ):
             return self.pointwise(name, func, args, kwargs, out)
-        if name in ("sum", "mean", "amax", "amin", "prod", "linalg_vector_norm"):
+        if name in ("sum", "mean", "amax", "amin", "prod", "linalg_vector_norm", "logsumexp"):
             return self.reduce(name, args, kwargs, out)
+        if name in _ALONG:
+            return self.along(name, args, out)
+        if name in ("mm", "bmm"):
+            return self.matmul(args, out)
         if name in ("cumsum", "cumprod"):
             return self.scan(name, args, out)
         return self.view(name, args, kwargs, out)
@@ -464,8 +477,8 @@ class _Translator:
         if any(real[d] == TRACE_N for d in dims):
             return _Unusable(f"{name} over the points couples them")
         dtype = out.dtype
-        if not dtype.is_floating_point:
-            raise Unsupported(f"{name} giving {dtype}")
+        if not dtype.is_floating_point and not (name == "sum" and dtype in CTYPE):
+            raise Unsupported(f"{name} giving {dtype}")  # (amax's gradient counts ties: sum)
         src = self.cast(src, dtype)
         ctype = CTYPE[dtype]
         arr = np.moveaxis(src.arr, dims, list(range(ndim - len(dims), ndim)))
@@ -495,10 +508,72 @@ class _Translator:
             return expr
         if name in ("amax", "amin"):
             return extreme(items, dtype, var, _NAN_MAX if name == "amax" else _NAN_MIN)
+        if name == "logsumexp":  # as torch: an infinite maximum shifts by 0
+            top = extreme(items, dtype, var)
+            inf = literal(math.inf, dtype)
+            shift = var(f"{math_fn('fabs', dtype)}({top}) == {inf} ? {literal(0, dtype)} : {top}")
+            terms = " + ".join(f"{math_fn('exp', dtype)}(({e}) - ({shift}))" for e in items)
+            return f"{math_fn('log', dtype)}({terms}) + ({shift})"
         order = float(args[1]) if len(args) > 1 else 2.0
         if order in (math.inf, 1, 2):
             return vector_norm(items, order, dtype, var)
         raise Unsupported(f"vector norm of order {order}")
+
+    def along(self, name, args, out):
+        """softmax and log-softmax, and their gradients, along one coordinate axis."""
+        dtype, dim = out.dtype, args[2 if "backward" in name else 1]
+        if not dtype.is_floating_point:
+            raise Unsupported(f"{name} giving {dtype}")
+        syms = [self.cast(self.value(a), dtype) for a in args[: 2 if "backward" in name else 1]]
+        if args[0].shape[dim] == TRACE_N:
+            return _Unusable(f"{name} across the points couples them")
+        arrs = [np.moveaxis(np.broadcast_to(sy.arr, syms[0].arr.shape), dim, -1) for sy in syms]
+        result = np.empty(arrs[0].shape, dtype=object)
+        ctype = CTYPE[dtype]
+        var = lambda expr: self.emit.var(expr, ctype)  # noqa: E731
+        exp, log = math_fn("exp", dtype), math_fn("log", dtype)
+        for idx in np.ndindex(arrs[0].shape[:-1]):
+            a = list(arrs[0][idx])
+            b = list(arrs[1][idx]) if len(arrs) > 1 else []
+            if name in ("_softmax", "_log_softmax"):
+                top = extreme(a, dtype, var)
+                shifted = [var(f"({e}) - ({top})") for e in a]
+                if name == "_softmax":
+                    ex = [var(f"{exp}({e})") for e in shifted]
+                    total = var(" + ".join(ex))
+                    new = [f"({e}) / ({total})" for e in ex]
+                else:
+                    total = var(f"{log}(" + " + ".join(f"{exp}({e})" for e in shifted) + ")")
+                    new = [f"({e}) - ({total})" for e in shifted]
+            elif name == "_softmax_backward_data":  # (gradient, softmax)
+                total = var(" + ".join(f"({g}) * ({y})" for g, y in zip(a, b, strict=True)))
+                new = [f"({y}) * (({g}) - ({total}))" for g, y in zip(a, b, strict=True)]
+            else:  # _log_softmax_backward_data: (gradient, log-softmax)
+                total = var(" + ".join(f"({g})" for g in a))
+                new = [f"({g}) - {exp}({y}) * ({total})" for g, y in zip(a, b, strict=True)]
+            for j, expr in enumerate(new):
+                result[(*idx, j)] = var(expr)
+        return _Sym(np.moveaxis(result, -1, dim), dtype)
+
+    def matmul(self, args, out):
+        """mm and bmm (what matmul and einsum become): sums of products over a coordinate
+        axis; over the points axis they would couple the points."""
+        dtype = out.dtype
+        if not dtype.is_floating_point:
+            raise Unsupported(f"a matrix product giving {dtype}")
+        if args[0].shape[-1] == TRACE_N:
+            return _Unusable("a matrix product over the points couples them")
+        a, b = (self.cast(self.value(t), dtype).arr for t in args[:2])
+        lead = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        a = np.broadcast_to(a, (*lead, *a.shape[-2:]))
+        b = np.broadcast_to(b, (*lead, *b.shape[-2:]))
+        result = np.empty((*lead, a.shape[-2], b.shape[-1]), dtype=object)
+        for idx in np.ndindex(result.shape):
+            *head, i, j = idx
+            row, col = a[(*head, i)], b[(*head, slice(None), j)]
+            terms = " + ".join(f"({x}) * ({y})" for x, y in zip(row, col, strict=True))
+            result[idx] = self.emit.var(terms, CTYPE[dtype])
+        return _Sym(result, dtype)
 
     def scan(self, name, args, out):
         """cumsum or cumprod along a coordinate axis (Griewank's product has one in its
