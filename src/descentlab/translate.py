@@ -234,7 +234,8 @@ class _Translator:
         axes = [i for i, size in enumerate(values.shape) if size == TRACE_N]
         for axis in axes:  # the same for every point: keep one
             first = values.narrow(axis, 0, 1)
-            if not torch.equal(values, first.expand_as(values)):
+            same = torch.isclose(values, first.expand_as(values), rtol=0, atol=0, equal_nan=True)
+            if not bool(same.all()):
                 raise Unsupported("a constant that differs from point to point")
             values = first
         flat = values.reshape(-1).tolist()
