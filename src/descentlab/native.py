@@ -9,7 +9,7 @@ cannot keep a point's state in registers across them. This backend traces the sa
 graph and writes C for it (`translate`); what it does not understand, it refuses
 (`Unsupported`), and the engine uses inductor instead.
 
-1. **Loop.** `source` puts the statements into one function (`_LOOP`): for each block of
+1. **Loop.** `sources` puts the statements into one function (`_LOOP`): for each block of
    `LANES` points, for each iteration, every lane runs the eager loop's iteration
    (`descent.eager_loop`) without branches: step (held if stopped), evaluate, the divergence
    test with its return to the previous position, the tolerance test, the record. The compiler
@@ -39,6 +39,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -55,7 +56,7 @@ from .translate import (
     vector_norm,
 )
 
-__all__ = ["Kernel", "Unsupported", "kernel", "loop", "readiness", "source"]
+__all__ = ["Kernel", "Unsupported", "kernel", "loop", "readiness", "sources"]
 
 # points per block in the C loop: 64 float32 lanes are four AVX-512 vectors, four chains the
 # core can overlap (gd on Himmelblau, 1e6 points, the loop alone: 16 lanes 3.9e8 point-steps/s,
@@ -240,7 +241,7 @@ static inline void write_rows(long long n, long long i, int m, long long r, T X[
 """
 
 
-def source(
+def sources(
     fn: Callable,
     d: int,
     dtype: torch.dtype,
@@ -249,10 +250,10 @@ def source(
     order: float,
     clamp: bool,
     tol_set: bool,
-    vector_math: bool = True,
-) -> str:
+) -> list[str]:
     """The C source of the loop (`_LOOP`) for this objective, optimizer and stop rules
-    (`tol_set`: whether the fast path tests the tolerance at all)."""
+    (`tol_set`: whether the fast path tests the tolerance at all), twice: with glibc's vector
+    math declared, and without (for a machine whose libc has none). f is traced once."""
     from string import Template
 
     from .updates import HYPER, STATE_SIZE
@@ -307,14 +308,13 @@ def source(
     objective = [*f_lines, f"T vv = {f_value};", *(f"T gg{c} = {f_grads[c]};" for c in coords)]
     text = "\n".join(f_lines + [line for u in updates for line in u[0]])
     declarations = []
-    if vector_math:
-        for name in _VECTOR_MATH + list(_VECTOR_MATH2):
-            if f"{math_fn(name, dtype)}(" in text:
-                args = ", ".join([T] * (2 if name in _VECTOR_MATH2 else 1))
-                declarations += [
-                    "#pragma omp declare simd notinbranch",
-                    f"{T} {math_fn(name, dtype)}({args});",
-                ]
+    for name in _VECTOR_MATH + list(_VECTOR_MATH2):
+        if f"{math_fn(name, dtype)}(" in text:
+            args = ", ".join([T] * (2 if name in _VECTOR_MATH2 else 1))
+            declarations += [
+                "#pragma omp declare simd notinbranch",
+                f"{T} {math_fn(name, dtype)}({args});",
+            ]
     constants = [
         f"const T h_{key} = hyp[{i}];" for i, key in enumerate(HYPER) if key not in per_step
     ]
@@ -365,15 +365,13 @@ def source(
         "diverged": str(DIVERGED),
         "converged": str(CONVERGED),
     }
-    header = Template(_HEADER).substitute(
-        T=T,
-        I="int" if dtype == torch.float32 else "long long",
-        L=LANES,
-        D=d,
-        NS=max(ns, 1),
-        vector_math="\n".join(declarations),
-    )
-    return header + Template(_LOOP).substitute(parts)
+    body = Template(_LOOP).substitute(parts)
+    header = Template(_HEADER)
+    shape = dict(T=T, I="int" if dtype == torch.float32 else "long long", L=LANES, D=d)
+    return [
+        header.substitute(shape, NS=max(ns, 1), vector_math=math) + body
+        for math in ("\n".join(declarations), "")
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -484,7 +482,7 @@ def _cpu_flags() -> str:
 
 
 class Kernel:
-    """A built loop (`source`) and its checking twin, as Python callables over tensors."""
+    """A built loop (`sources`) and its checking twin, as Python callables over tensors."""
 
     def __init__(self, library: ctypes.CDLL, d: int, dtype: torch.dtype, state_size: int):
         scalar = ctypes.c_float if dtype == torch.float32 else ctypes.c_double
@@ -512,6 +510,8 @@ class Kernel:
 _KERNELS: dict[tuple, Kernel | Unsupported] = {}
 _SOURCES: dict[tuple, list[str] | Unsupported] = {}
 _CHECKED: dict[str, Kernel] = {}
+# a callable's sources, by its wrapper (an entry goes when the wrapper does: no reused ids)
+_TRACED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 # seconds to load a built kernel (tracing, source, loading, the check) and to build one (gcc
 # here: d = 2 0.3-0.6 s, d = 10 1.2-1.6 s, d = 64 7-9.5 s)
 LOAD_SECONDS = 0.05
@@ -524,7 +524,7 @@ def build_seconds(d: int) -> float:
 def _key(objective, kind, nesterov, d, dtype, order, clamp, tol_set) -> tuple | None:
     """Registered functions and formulas, by name and text; None for a callable, which has no
     identity that outlives it (its wrapper's id is reused once it is collected), so its source
-    is traced afresh each run (milliseconds) and its kernel found by that source."""
+    is traced afresh each run (milliseconds; `_TRACED`) and its kernel found by that source."""
     from .kernelcache import objective_identity
 
     ident = objective_identity(objective)
@@ -551,9 +551,17 @@ def _remember(cache: dict, key, make: Callable):
 
 
 def _sources(key, objective, kind, nesterov, d, dtype, order, clamp, tol_set) -> list[str]:
-    """The loop's C source, with glibc's vector math and without."""
+    """`sources`, kept by `key`; for a callable (no key), while its wrapper lives: `auto`'s
+    `readiness` and then `kernel` ask for it in the same run."""
     args = (objective.fn, d, dtype, kind, nesterov, order, clamp, tol_set)
-    return _remember(_SOURCES, key, lambda: [source(*args), source(*args, vector_math=False)])
+    if key is None:
+        try:
+            cache, key = _TRACED.setdefault(objective.fn, {}), args[1:]
+        except TypeError:  # not weakly referenceable: traced each time
+            cache = {}
+    else:
+        cache = _SOURCES
+    return _remember(cache, key, lambda: sources(*args))
 
 
 def kernel(objective, kind, nesterov, d, dtype, order, clamp, tol_set):
@@ -664,7 +672,7 @@ def loop(made: Kernel, plan, x0, s, rec, interrupted, bar):
     """Same contract as `descent.eager_loop`: returns x, v, gn, status, taken, k (x as (N, d)).
 
     The points' state lives in ``(d, N)`` rows between calls; each call runs iterations k0 ..
-    k1-1 for every point (`source`), the points split between torch's threads (ctypes lets go
+    k1-1 for every point (`sources`), the points split between torch's threads (ctypes lets go
     of the GIL during a call)."""
     import time
 

@@ -785,13 +785,13 @@ def update_code(kind: str, nesterov: bool, dtype: torch.dtype, c: int, state_siz
     tape = _Tape()
     with tape:
         new, new_state = update_rule(kind, nesterov)(x, g, state, h)
-    point = np.array([""], dtype=object)
-    inputs = {
-        id(x): _Sym(_named(point, f"px{c}"), dtype),
-        id(g): _Sym(_named(point, f"pg{c}"), dtype),
-    }
+
+    def point(name: str) -> _Sym:  # one coordinate of one point: shape (1,)
+        return _Sym(np.array([name], dtype=object), dtype)
+
+    inputs = {id(x): point(f"px{c}"), id(g): point(f"pg{c}")}
     for i, s in enumerate(state):
-        inputs[id(s)] = _Sym(_named(point, f"ps{i}_{c}"), dtype)
+        inputs[id(s)] = point(f"ps{i}_{c}")
     for key, t in h.items():
         inputs[id(t)] = _Sym(np.array(f"h_{key}", dtype=object), dtype)
     emit = Emitter(f"u{c}_")
@@ -800,9 +800,3 @@ def update_code(kind: str, nesterov: bool, dtype: torch.dtype, c: int, state_siz
     moved = tr.cast(tr.value(new), dtype).arr.reshape(-1)[0]
     kept = [tr.cast(tr.value(s), dtype).arr.reshape(-1)[0] for s in new_state]
     return emit.lines, moved, kept
-
-
-def _named(template: np.ndarray, name: str) -> np.ndarray:
-    out = np.empty(template.shape, dtype=object)
-    out.fill(name)
-    return out
