@@ -173,6 +173,38 @@ def test_a_run_ends_where_its_last_point_stops():
     np.testing.assert_allclose(c.path, e.path, rtol=1e-12)
 
 
+def test_a_check_sum_that_overflows_is_no_divergence():
+    # f is 3e38 and its gradient 1e19, both finite in float32: the fast path's test of
+    # f + |g|^2 overflows and reports an event, and the full rules must find that there is none
+    def f(x):
+        return 3e38 + 1e19 * x[..., 0]
+
+    kw = dict(start=[[-1.0], [0.0], [1.0]], lr=1e-20, steps=10, dtype="float32")
+    c = dl.descend(f, engine="compiled", **kw)
+    e = dl.descend(f, engine="eager", **kw)
+    assert c.meta["kernel"] == "c"
+    assert list(c.status) == list(e.status) == ["running"] * 3
+    # torch.optim's update rounds once (a fused multiply-add), the C loop's twice (`updates`)
+    np.testing.assert_allclose(c.x, e.x, atol=1e-6)
+    np.testing.assert_allclose(c.x[:, 0], [-2.0, -1.0, 0.0], atol=1e-6)
+
+
+@pytest.mark.parametrize("norm", [2, 1, math.inf])
+def test_a_point_converges_at_the_first_iteration_its_norm_is_below_tol_in_float32(norm):
+    # 20,000 starts on a line: gradient norms fall past tol at every rounding of the fast
+    # path's test (for the 2-norm, |g|^2 against tol^2 rounded up, no square root); each point
+    # stops at the first recorded norm below tol, and (the updates round differently) nearly
+    # always at the eager loop's iteration
+    start = np.linspace(-3, 3, 20_000)[:, None] * [1.0, 0.5]
+    kw = dict(start=start, lr=0.05, steps=200, tol=1e-3, norm=norm, dtype="float32")
+    c = dl.descend("sphere", engine="compiled", record="all", **kw)
+    e = dl.descend("sphere", engine="eager", record="final", **kw)
+    assert c.meta["kernel"] == "c" and (c.status == "converged").all()
+    below = c.grad_norms < np.float32(1e-3)
+    np.testing.assert_array_equal(c.steps, below.argmax(axis=0))
+    assert len(np.unique(c.steps)) > 20 and (c.steps == e.steps).mean() > 0.99
+
+
 LATER = r"""
 import sys, descentlab as dl
 from descentlab import native

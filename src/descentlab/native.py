@@ -23,9 +23,11 @@ graph and writes C for it (`translate`); what it does not understand, it refuses
    between them), splitting the points across torch's threads.
 
 Floating point: no contraction into fused multiply-adds (``-ffp-contract=off``) and no
-fast-math, so the arithmetic is torch's, operation by operation; only transcendental functions
-(glibc's libmvec where the machine has it, else libm) and torch's own square root (which
-rounds some results an ulp from IEEE's) may differ in the last bits.
+fast-math, so f and its gradient are computed as torch computes them, operation by operation;
+only transcendental functions (glibc's libmvec where the machine has it, else libm) and torch's
+own square root (which rounds some results an ulp from IEEE's) may differ in the last bits. The
+updates are `updates`' formulas, which round where torch.optim's kernels sometimes fuse (its
+CPU ``add_(g, alpha=-lr)`` is one fused multiply-add): positions agree to float rounding.
 """
 
 from __future__ import annotations
@@ -142,6 +144,7 @@ $previous
 $step_fast
 $objective
 $tests_fast
+          EV[j] = ev_now;
 $store_fast
         }
         for (int j = 0; j < L; j++) event |= EV[j];
@@ -291,20 +294,30 @@ def sources(
         f"T sp = (vv - vv) + ng; sp = sp - ng; sp = sp + {largest};",
         "I ok = sp <= limit, done = ng < tol;",
     ]
-    # the fast path only asks whether anything happened, in fewer operations: the value, the
-    # norm and (max-norm) every partial derivative finite, every |x_j| within the limit (NaN
-    # compares false), and the norm not below tol; where it is all so, its plain maximum is the
-    # NaN-propagating one's value (and where not, the full path computes the iteration again)
-    absf, inf = math_fn("fabs", dtype), f"(({T})INFINITY)"
-    fine = ["(vv - vv == 0)", *(f"({absf}(x{c}) <= limit)" for c in coords)]
+    # the fast path only asks whether anything happened, in fewer operations (they bound its
+    # speed: gd on Himmelblau, the loop alone, 3.4e9 point-steps/s without them, 2.1e9 with the
+    # full path's): whether the value plus a quantity finite exactly where the norm is (the sum
+    # of squares, or of the partial derivatives) is finite, which it is only where both are
+    # (an overflowing sum reports an event that is none, and the full path finds none: 7 %
+    # faster than testing each); whether every |x_j| is within the limit (NaN compares false);
+    # and with a tolerance, whether the norm may be below it. The norm itself is computed only
+    # for a recorded row.
+    absf = math_fn("fabs", dtype)
+    fine = ["(w - w == 0)", *(f"({absf}(x{c}) <= limit)" for c in coords)]
+    below, norm_kept = "(ng < tol)", "ng"
     if order == math.inf:
         fast = [f"const T ag{c} = {absf}(gg{c});" for c in coords]
         fast += ["T ng = ag0;"] + [f"ng = ng > ag{c} ? ng : ag{c};" for c in coords[1:]]
-        fine += [f"(ag{c} < {inf})" for c in coords]
+        fast.append(f"const T w = vv + {' + '.join(f'gg{c}' for c in coords)};")
+    elif order == 2:
+        # ss < tol2 wherever sqrt(ss) < tol (`tol2` is tol * tol rounded up)
+        fast = [f"const T ss = {' + '.join(f'(gg{c}) * (gg{c})' for c in coords)};"]
+        fast.append("const T w = vv + ss;")
+        below, norm_kept = "(ss < tol2)", f"{math_fn('sqrt', dtype)}(ss)"
     else:
         fast = [f"const T ng = {vector_norm([f'gg{c}' for c in coords], order, dtype, str)};"]
-        fine.append("(ng - ng == 0)")
-    fast.append(f"EV[j] = !({' & '.join(fine)}){' | (ng < tol)' if tol_set else ''};")
+        fast.append("const T w = vv + ng;")
+    fast.append(f"const I ev_now = !({' & '.join(fine)}){' | ' + below if tol_set else ''};")
     objective = [*f_lines, f"T vv = {f_value};", *(f"T gg{c} = {f_grads[c]};" for c in coords)]
     text = "\n".join(f_lines + [line for u in updates for line in u[0]])
     declarations = []
@@ -318,6 +331,9 @@ def sources(
     constants = [
         f"const T h_{key} = hyp[{i}];" for i, key in enumerate(HYPER) if key not in per_step
     ]
+    # tol squared, rounded up: a float's square is exact in double, a double's a half ulp off
+    nextafter = math_fn("nextafter", dtype)
+    constants.append(f"const T tol2 = {nextafter}((T)((double)tol * tol), (T)INFINITY);")
     if clamp:
         constants += [f"const T lo{c} = lo[{c}], hi{c} = hi[{c}];" for c in coords]
     parts = {
@@ -350,7 +366,7 @@ def sources(
         "store_fast": block(
             [f"X[o][{c}][j] = x{c}; G[o][{c}][j] = gg{c};" for c in coords]
             + [f"S[o][{s}][{c}][j] = ns{s}_{c};" for s, c in rows]
-            + ["if (keep) { V[o][j] = vv; GN[o][j] = ng; }"],
+            + [f"if (keep) {{ V[o][j] = vv; GN[o][j] = {norm_kept}; }}"],
             10,
         ),
         "positions_of_x": block([f"const T x{c} = X[{c}][j];" for c in coords], 4),
