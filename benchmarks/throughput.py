@@ -17,7 +17,7 @@ Rows (each run `--reps` times, alternating, median reported):
   descentlab             dl.descend, eager and compiled (gd, adam; final only and record="all"),
                          and compiled by inductor with the C loop off (gd, adam)
   C, fused -O3           gcc -O3 -march=native, blocks of 32 points kept in vector registers
-                         through all steps (the compute bound: on this Zen 3 core, 8, 16, 32, 64
+                         through all steps (the compute bound: on this AMD EPYC core, 8, 16, 32, 64
                          and 128 points per block ran 1.1e9, 2.5e9, 3.7e9, 3.3e9 and 3.2e9
                          point-steps/s; fewer than 32 leave the FMA units waiting on latency);
                          and Adam the same way, to show what its square root and division cost
