@@ -4,6 +4,7 @@ loop's results (the run-level comparisons live in test_compiled.py, parametrized
 compilers)."""
 
 import math
+import pickle
 import subprocess
 import sys
 import warnings
@@ -171,6 +172,33 @@ def test_a_run_ends_where_its_last_point_stops():
     assert c.meta["kernel"] == "c" and c.iterations == e.iterations < 60
     np.testing.assert_array_equal(c.recorded, e.recorded)
     np.testing.assert_allclose(c.path, e.path, rtol=1e-12)
+
+
+def test_a_recording_holds_positions_and_computes_values_and_norms_when_asked(tmp_path):
+    # the C loop writes positions only; values and norms come from them when first read, and
+    # are the loop's own bits (its final state's) and autograd's to float rounding, for
+    # running, converged and diverged points alike
+    start = np.concatenate([dl.grid(20).points(2, ((-5, 5), (-5, 5))).numpy(), [[40.0, 40.0]]])
+    kw = dict(start=start, lr=0.01, steps=60, tol=1e-2, norm=2, blowup=1e3, dtype="float32")
+    c = dl.descend("himmelblau", engine="compiled", record="all", **kw)
+    assert c.meta["kernel"] == "c" and c._values is None and c._grad_norms is None
+    assert {"running", "converged", "diverged"} <= set(c.status)
+    np.testing.assert_array_equal(c.values[-1], c.value_)
+    np.testing.assert_array_equal(c.grad_norms[-1], c.grad_norm_)
+    points = torch.from_numpy(c.path.reshape(-1, 2).astype(np.float64))
+    x = points.clone().requires_grad_(True)
+    f = functions.himmelblau(x)
+    (g,) = torch.autograd.grad(f.sum(), x)
+    np.testing.assert_allclose(c.values.reshape(-1), f.detach(), rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(c.grad_norms.reshape(-1), g.norm(dim=1), rtol=1e-5, atol=1e-3)
+    e = dl.descend("himmelblau", engine="eager", record="all", **kw)
+    np.testing.assert_allclose(c.values, e.values, rtol=1e-4, atol=1e-3)
+    # a copy for another process, and a file, carry them
+    again = pickle.loads(pickle.dumps(dl.descend("himmelblau", engine="compiled", record=5, **kw)))
+    assert again._fill is None and again.values.shape == again.grad_norms.shape == (13, 401)
+    loaded = dl.load(c.save(tmp_path / "run"))
+    np.testing.assert_array_equal(loaded.values, c.values)
+    np.testing.assert_array_equal(loaded.grad_norms, c.grad_norms)
 
 
 def test_a_check_sum_that_overflows_is_no_divergence():

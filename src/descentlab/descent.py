@@ -172,8 +172,8 @@ def descend(
     path, values, norms, recorded = rec.arrays()
     return Trajectory(
         path=path,
-        values=values,
-        grad_norms=norms,
+        _values=values,
+        _grad_norms=norms,
         recorded=recorded,
         start_=cpu(x0),
         x_=cpu(x),
@@ -183,6 +183,7 @@ def descend(
         status_=cpu(status),
         meta=meta,
         objective=objective,
+        _fill=rec.fill,
     )
 
 

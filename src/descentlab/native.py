@@ -45,6 +45,7 @@ import weakref
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .trajectory import CONVERGED, DIVERGED
@@ -135,7 +136,7 @@ $objective
     }
     for (long long k = k0; k < k1; k++) {
 $per_step
-      const int o = 1 - b, keep = every > 0 && k % every == 0;
+      const int o = 1 - b, keep = every > 0 && k % every == 0, keep_v = keep && rv;
       if (all && k > 0) {
         I event = 0, EV[L];  /* per lane, then or-ed: a reduction chained the lanes' vectors */
         #pragma omp simd
@@ -150,7 +151,7 @@ $store_fast
         for (int j = 0; j < L; j++) event |= EV[j];
         if (!event) {
           b = o;
-          fresh = keep;
+          fresh = keep_v;
           goto record;
         }
       }
@@ -224,6 +225,42 @@ $gradient_out
     }
   }
 }
+
+/* a recording's values, or gradient norms, at its positions (x: D rows of n), by the loop's
+   own code: the bits it would have stored (where the gradient is not needed, the compiler
+   drops it) */
+void values_of(long long n, const T *restrict x, T *restrict out) {
+  for (long long i = 0; i < n; i += L) {
+    const int m = n - i < L ? (int)(n - i) : L;
+    T X[D][L], O[L];
+    for (int j = 0; j < L; j++)
+      for (int c = 0; c < D; c++) X[c][j] = x[c * n + i + (j < m ? j : 0)];
+    #pragma omp simd
+    for (int j = 0; j < L; j++) {
+$positions_of_x
+$objective
+      O[j] = vv;
+    }
+    for (int j = 0; j < m; j++) out[i + j] = O[j];
+  }
+}
+
+void norms_of(long long n, const T *restrict x, T *restrict out) {
+  for (long long i = 0; i < n; i += L) {
+    const int m = n - i < L ? (int)(n - i) : L;
+    T X[D][L], O[L];
+    for (int j = 0; j < L; j++)
+      for (int c = 0; c < D; c++) X[c][j] = x[c * n + i + (j < m ? j : 0)];
+    #pragma omp simd
+    for (int j = 0; j < L; j++) {
+$positions_of_x
+$objective
+$norm
+      O[j] = ng;
+    }
+    for (int j = 0; j < m; j++) out[i + j] = O[j];
+  }
+}
 """
 
 _HEADER = r"""#include <math.h>
@@ -236,10 +273,11 @@ static inline void write_rows(long long n, long long i, int m, long long r, T X[
                               T *GN, T *restrict rx, T *restrict rv, T *restrict rgn) {
   for (int c = 0; c < D; c++)
     for (int j = 0; j < m; j++) rx[(r * D + c) * n + i + j] = X[c][j];
-  for (int j = 0; j < m; j++) {
-    rv[r * n + i + j] = V[j];
-    rgn[r * n + i + j] = GN[j];
-  }
+  if (rv)  /* else values and norms are computed from the positions when asked for */
+    for (int j = 0; j < m; j++) {
+      rv[r * n + i + j] = V[j];
+      rgn[r * n + i + j] = GN[j];
+    }
 }
 """
 
@@ -366,7 +404,7 @@ def sources(
         "store_fast": block(
             [f"X[o][{c}][j] = x{c}; G[o][{c}][j] = gg{c};" for c in coords]
             + [f"S[o][{s}][{c}][j] = ns{s}_{c};" for s, c in rows]
-            + [f"if (keep) {{ V[o][j] = vv; GN[o][j] = {norm_kept}; }}"],
+            + [f"if (keep_v) {{ V[o][j] = vv; GN[o][j] = {norm_kept}; }}"],
             10,
         ),
         "positions_of_x": block([f"const T x{c} = X[{c}][j];" for c in coords], 4),
@@ -509,7 +547,22 @@ class Kernel:
         self.evaluate_c = library.evaluate
         self.evaluate_c.restype = None
         self.evaluate_c.argtypes = [i64, ptr, ptr, ptr]
+        self.at_rows = {"values": library.values_of, "norms": library.norms_of}
+        for fn in self.at_rows.values():
+            fn.restype, fn.argtypes = None, [i64, ptr, ptr]
         self.d, self.dtype, self.state_size = d, dtype, state_size
+
+    def rows(self, path: np.ndarray, what: str) -> np.ndarray:
+        """f's values (`what` "values") or gradient norms ("norms") ``(R, N)`` at the positions
+        of a recording, ``path`` ``(R, N, d)`` (a view of ``(R, d, N)`` memory, as `loop`
+        records it, is read in place)."""
+        r, n, _ = path.shape
+        cols = np.ascontiguousarray(path.transpose(0, 2, 1))
+        assert str(cols.dtype) == str(self.dtype).removeprefix("torch."), (cols.dtype, self.dtype)
+        out = np.empty((r, n), dtype=cols.dtype)
+        for i in range(r):
+            self.at_rows[what](n, cols[i].ctypes.data, out[i].ctypes.data)
+        return out
 
     def evaluate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Values ``(N,)`` and gradients ``(N, d)`` at ``(N, d)`` points."""
@@ -714,6 +767,7 @@ def loop(made: Kernel, plan, x0, s, rec, interrupted, bar):
     every = s.every or 0
     if every:
         rec.coordinate_layout()
+        rec.defer(made.rows)
     rec.engine = "compiled"
     threads = max(1, min(torch.get_num_threads(), -(-n // (4 * LANES))))
     cut = [min(n, -(-n * t // threads // LANES) * LANES) for t in range(threads + 1)]
@@ -743,7 +797,9 @@ def loop(made: Kernel, plan, x0, s, rec, interrupted, bar):
             s.limit,
             lo.data_ptr(),
             hi.data_ptr(),
-            *([r.data_ptr() for r in rows[0]] if rows else [null] * 3),
+            rows[0][0].data_ptr() if rows else null,
+            null,  # no values and norms: computed from the positions when asked for
+            null,
         )
 
         def part(t, k0=k0, k1=k1, first_k=first_k, common=common):

@@ -14,7 +14,7 @@ import os
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +27,7 @@ from .errors import LoadError
 STATUS = ("running", "converged", "diverged", "interrupted")
 RUNNING, CONVERGED, DIVERGED, INTERRUPTED = range(4)
 FORMAT = "descentlab.trajectory/1"
+_FIELD = {"values": "_values", "grad_norms": "_grad_norms"}  # saved name -> Trajectory field
 _ARRAYS = (
     "path",
     "values",
@@ -78,14 +79,16 @@ class Trajectory:
             one row is the final state itself (the same memory as ``x_``, ``value_`` and
             ``grad_norm_``, not a copy): copy before writing into either.
         values: ``(R, N)`` f at those positions.
-        grad_norms: ``(R, N)`` gradient norms there (the run's norm).
+        grad_norms: ``(R, N)`` gradient norms there (the run's norm). Where the C loop
+            recorded (positions only), these two are computed from `path` when first read,
+            by the loop's own code: the bits it would have stored.
         recorded: ``(R,)`` iteration index of each recorded row.
         meta: the settings of the run (objective, optimizer, lr, tol, ...), JSON-ready.
     """
 
     path: np.ndarray
-    values: np.ndarray
-    grad_norms: np.ndarray
+    _values: np.ndarray | None = field(repr=False)
+    _grad_norms: np.ndarray | None = field(repr=False)
     recorded: np.ndarray
     start_: np.ndarray  # (N, d)
     x_: np.ndarray  # (N, d) final positions
@@ -95,6 +98,26 @@ class Trajectory:
     status_: np.ndarray  # (N,) codes into STATUS
     meta: dict[str, Any] = field(default_factory=dict)
     objective: Any = field(default=None, repr=False)  # the live Objective, not saved
+    # fill(path, "values" | "norms"): where the run recorded positions only (`Recorder.defer`)
+    _fill: Callable[[np.ndarray, str], np.ndarray] | None = field(default=None, repr=False)
+
+    @property
+    def values(self) -> np.ndarray:
+        if self._values is None:
+            self._values = self._fill(self.path, "values")
+        return self._values
+
+    @property
+    def grad_norms(self) -> np.ndarray:
+        if self._grad_norms is None:
+            self._grad_norms = self._fill(self.path, "norms")
+        return self._grad_norms
+
+    def __getstate__(self) -> dict:
+        """Pickled with its values and norms (the filling kernel stays in this process)."""
+        state = dict(self.__dict__)
+        state.update(_values=self.values, _grad_norms=self.grad_norms, _fill=None)
+        return state
 
     # ---- shape of the batch ---------------------------------------------------------------
     @property
@@ -296,7 +319,7 @@ def load(path: str | os.PathLike) -> Trajectory:
             missing = [a for a in _ARRAYS if a not in data.files]
             if missing:
                 raise LoadError(f"{str(p)!r} lacks arrays {missing}; the file is incomplete")
-            arrays = {a: data[a] for a in _ARRAYS}
+            arrays = {_FIELD.get(a, a): data[a] for a in _ARRAYS}
     except LoadError:
         raise
     except (zipfile.BadZipFile, ValueError, EOFError, OSError, KeyError, json.JSONDecodeError):

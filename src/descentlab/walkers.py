@@ -99,10 +99,13 @@ class Recorder:
         self.engine = "eager"  # which loop filled it (set by the loop)
         self.kernel: str | None = None  # the compiled loop's: "c" (`native`) or "inductor"
         self.by_coordinates = False
+        # where a loop records positions only: fill(path, "values" | "norms") -> (R, N) array
+        self.fill: Callable[[np.ndarray, str], np.ndarray] | None = None
 
     def reset(self) -> None:
         """Forget every row (a loop that failed hands over to another)."""
         self.steps.clear()
+        self.fill = None
         if self.by_coordinates:
             rows, d, n = self.path.shape
             self.path = torch.empty((rows, n, d), dtype=self.path.dtype)
@@ -113,11 +116,19 @@ class Recorder:
         self.path = torch.empty((rows, d, n), dtype=self.path.dtype)
         self.by_coordinates = True
 
+    def defer(self, fill: Callable[[np.ndarray, str], np.ndarray]) -> None:
+        """Record positions only: the values and norms are `fill`'s, from the positions, when
+        first asked for (`native.Kernel.rows`). Fresh pages bound a recording: gd on
+        Himmelblau, 1e6 points x 100 steps, recording every step took 0.92 s writing values
+        and norms too (1.6 GB), 0.49 s writing positions only."""
+        self.fill = fill
+
     def add(self, k: int, x, v, gn) -> None:
         r = len(self.steps)
         self.path[r].copy_(x.T if self.by_coordinates else x)
-        self.values[r].copy_(v)
-        self.norms[r].copy_(gn)
+        if self.fill is None:
+            self.values[r].copy_(v)
+            self.norms[r].copy_(gn)
         self.steps.append(k)
 
     def put(self, rows, idx: torch.Tensor, x, v, gn) -> None:
@@ -159,6 +170,9 @@ class Recorder:
         out = []
         path = self.path.transpose(1, 2) if self.by_coordinates else self.path
         for buf in (path, self.values, self.norms):
+            if self.fill is not None and buf is not path:
+                out.append(None)
+                continue
             part = buf[:r]
             out.append((part.clone() if r < buf.shape[0] else part).numpy())
         return (*out, np.asarray(self.steps, dtype=np.int64))
