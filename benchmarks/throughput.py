@@ -14,8 +14,10 @@ Rows (each run `--reps` times, alternating, median reported):
                          unrolled in one call (one loop, each point in registers across them)
   JAX                    jit(vmap(grad)) in lax.fori_loop; lax.scan recording positions, and
                          recording positions, values and gradient norms (what a Trajectory holds)
-  descentlab             dl.descend, eager and compiled (gd, adam; final only and record="all"),
-                         and compiled by inductor with the C loop off (gd, adam)
+  descentlab             dl.descend, eager and compiled (gd, adam; final only and record="all",
+                         whose values and norms are computed from the positions when read: a
+                         row without reading them, and one reading them), and compiled by
+                         inductor with the C loop off (gd, adam)
   C, fused -O3           gcc -O3 -march=native, blocks of 32 points kept in vector registers
                          through all steps (the compute bound: on this AMD EPYC core, 8, 16, 32, 64
                          and 128 points per block ran 1.1e9, 2.5e9, 3.7e9, 3.3e9 and 3.2e9
@@ -199,8 +201,10 @@ def compiled_unrolled(x0, steps):
     return torch.stack([a, b], dim=1).cpu().numpy()
 
 
-def descentlab(engine, optimizer="gd", record="final", kernel="c"):
-    """dl.descend; `kernel`: the compiled engine's compiler, the C loop or inductor."""
+def descentlab(engine, optimizer="gd", record="final", kernel="c", read=False):
+    """dl.descend; `kernel`: the compiled engine's compiler, the C loop or inductor; `read`:
+    read the recording's values and norms too (the C loop computes them from the positions
+    when first read)."""
 
     def run(x0, steps):
         compiled.USE_C = kernel == "c"
@@ -218,6 +222,8 @@ def descentlab(engine, optimizer="gd", record="final", kernel="c"):
         finally:
             compiled.USE_C = True
         assert engine != "compiled" or r.meta["kernel"] == kernel or DEVICE != "cpu", r.meta
+        if read:
+            assert r.values.shape == r.grad_norms.shape == r.path.shape[:2]
         return r.x
 
     return run
@@ -528,6 +534,10 @@ def main() -> None:
         "descentlab compiled": (descentlab("compiled"), x0),
         "descentlab compiled, adam": (descentlab("compiled", "adam"), x0),
         "descentlab compiled, record all": (descentlab("compiled", record="all"), x0),
+        "descentlab compiled, record all, values and norms read": (
+            descentlab("compiled", record="all", read=True),
+            x0,
+        ),
         INDUCTOR: (descentlab("compiled", kernel="inductor"), x0),
         INDUCTOR + ", adam": (descentlab("compiled", "adam", kernel="inductor"), x0),
     }

@@ -225,11 +225,13 @@ $gradient_out
     }
   }
 }
+"""
 
-/* a recording's values, or gradient norms, at its positions (x: D rows of n), by the loop's
-   own code: the bits it would have stored (where the gradient is not needed, the compiler
-   drops it) */
-void values_of(long long n, const T *restrict x, T *restrict out) {
+# a recording's values, or gradient norms, at its positions (x: D rows of n), by the loop's own
+# code: the bits it would have stored (`Kernel.rows`; where the gradient is not needed, the
+# compiler drops it)
+_AT_ROWS = r"""
+void ${what}_of(long long n, const T *restrict x, T *restrict out) {
   for (long long i = 0; i < n; i += L) {
     const int m = n - i < L ? (int)(n - i) : L;
     T X[D][L], O[L];
@@ -239,24 +241,8 @@ void values_of(long long n, const T *restrict x, T *restrict out) {
     for (int j = 0; j < L; j++) {
 $positions_of_x
 $objective
-      O[j] = vv;
-    }
-    for (int j = 0; j < m; j++) out[i + j] = O[j];
-  }
-}
-
-void norms_of(long long n, const T *restrict x, T *restrict out) {
-  for (long long i = 0; i < n; i += L) {
-    const int m = n - i < L ? (int)(n - i) : L;
-    T X[D][L], O[L];
-    for (int j = 0; j < L; j++)
-      for (int c = 0; c < D; c++) X[c][j] = x[c * n + i + (j < m ? j : 0)];
-    #pragma omp simd
-    for (int j = 0; j < L; j++) {
-$positions_of_x
-$objective
-$norm
-      O[j] = ng;
+$then
+      O[j] = $result;
     }
     for (int j = 0; j < m; j++) out[i + j] = O[j];
   }
@@ -420,6 +406,8 @@ def sources(
         "converged": str(CONVERGED),
     }
     body = Template(_LOOP).substitute(parts)
+    for what, then, result in (("values", "", "vv"), ("norms", parts["norm"], "ng")):
+        body += Template(_AT_ROWS).substitute(parts, what=what, then=then, result=result)
     header = Template(_HEADER)
     shape = dict(T=T, I="int" if dtype == torch.float32 else "long long", L=LANES, D=d)
     return [
