@@ -81,7 +81,8 @@ class Trajectory:
         values: ``(R, N)`` f at those positions.
         grad_norms: ``(R, N)`` gradient norms there (the run's norm). Where the C loop
             recorded (positions only), these two are computed from `path` when first read,
-            by the loop's own code: the bits it would have stored.
+            by the loop's own code: the bits it would have stored (so read them before
+            writing into `path`).
         recorded: ``(R,)`` iteration index of each recorded row.
         meta: the settings of the run (objective, optimizer, lr, tol, ...), JSON-ready.
     """
