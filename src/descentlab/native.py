@@ -80,10 +80,10 @@ _VECTOR_MATH2 = ("atan2", "hypot", "pow")
 # if any lane met an event (divergence or convergence), that result is dropped and the
 # iteration is run again by the full rules, in place: a stopped lane is held, a diverged one
 # goes back to its previous position, statuses and step counts are set. The two paths compute
-# the same numbers for a running lane. The fast path stores a lane's value and norm only when
-# a row is recorded (stores bound the loop: 6 a step for gd in 2-D against 4 loads); where they
-# are needed and stale (`fresh`), `refresh` computes them again from the positions, with the
-# same code, so with the same bits.
+# the same numbers for a running lane. The fast path stores no value or norm (stores bound the
+# loop: 6 a step for gd in 2-D against 4 loads) and a recorded row holds positions only; where
+# they are needed and stale (`fresh`: the full path, the call's end), `refresh` computes them
+# again from the positions, with the same code, so with the same bits.
 _LOOP = r"""
 /* the value and gradient norm at the positions X, into V and GN */
 static inline void refresh(T X[D][L], T *restrict V, T *restrict GN) {
@@ -104,7 +104,7 @@ long long descend(long long n, long long i0, long long i1, long long k0, long lo
                   int8_t *restrict status, long long *restrict taken,
                   const T *restrict hyp, const T *restrict per_step, T tol, T limit,
                   const T *restrict lo, const T *restrict hi,
-                  T *restrict rx, T *restrict rv, T *restrict rgn) {
+                  T *restrict rx) {
 $constants
   long long running = 0;
   for (long long i = i0; i < i1; i += L) {
@@ -136,7 +136,7 @@ $objective
     }
     for (long long k = k0; k < k1; k++) {
 $per_step
-      const int o = 1 - b, keep = every > 0 && k % every == 0, keep_v = keep && rv;
+      const int o = 1 - b, keep = every > 0 && k % every == 0;
       if (all && k > 0) {
         I event = 0, EV[L];  /* per lane, then or-ed: a reduction chained the lanes' vectors */
         #pragma omp simd
@@ -151,7 +151,7 @@ $store_fast
         for (int j = 0; j < L; j++) event |= EV[j];
         if (!event) {
           b = o;
-          fresh = keep_v;
+          fresh = 0;
           goto record;
         }
       }
@@ -182,12 +182,12 @@ $store_full
         if (!live) {  /* every lane stopped: only their held rows are left to write */
           for (long long kk = k; kk < k1; kk++)
             if (every > 0 && kk % every == 0)
-              write_rows(n, i, m, (kk - first_k) / every, X[b], V[b], GN[b], rx, rv, rgn);
+              write_rows(n, i, m, (kk - first_k) / every, X[b], rx);
           break;
         }
       }
     record:
-      if (keep) write_rows(n, i, m, (k - first_k) / every, X[b], V[b], GN[b], rx, rv, rgn);
+      if (keep) write_rows(n, i, m, (k - first_k) / every, X[b], rx);
     }
     if (!fresh) refresh(X[b], V[b], GN[b]);
     for (int j = 0; j < m; j++) {
@@ -255,15 +255,11 @@ typedef $T T;
 typedef $I I;  /* a lane's flag, as wide as T */
 enum { L = $L, D = $D, NS = $NS };  /* lanes, coordinates, optimizer state rows (at least 1) */
 $vector_math
-static inline void write_rows(long long n, long long i, int m, long long r, T X[D][L], T *V,
-                              T *GN, T *restrict rx, T *restrict rv, T *restrict rgn) {
+/* positions only: a recording's values and norms are computed from them when asked for */
+static inline void write_rows(long long n, long long i, int m, long long r, T X[D][L],
+                              T *restrict rx) {
   for (int c = 0; c < D; c++)
     for (int j = 0; j < m; j++) rx[(r * D + c) * n + i + j] = X[c][j];
-  if (rv)  /* else values and norms are computed from the positions when asked for */
-    for (int j = 0; j < m; j++) {
-      rv[r * n + i + j] = V[j];
-      rgn[r * n + i + j] = GN[j];
-    }
 }
 """
 
@@ -325,10 +321,10 @@ def sources(
     # both are (an overflowing sum reports an event that is none, and the full path finds
     # none; 2.1e9 testing each separately); whether every |x_j| is within the limit (NaN
     # compares false); and with a tolerance, whether the norm may be below it. The norm itself
-    # is computed only for a recorded row.
+    # is not computed (`refresh` does, where the full path or the run's end needs it).
     absf = math_fn("fabs", dtype)
     fine = ["(w - w == 0)", *(f"({absf}(x{c}) <= limit)" for c in coords)]
-    below, norm_kept = "(ng < tol)", "ng"
+    below = "(ng < tol)"
     if order == math.inf:
         fast = [f"const T ag{c} = {absf}(gg{c});" for c in coords]
         fast += ["T ng = ag0;"] + [f"ng = ng > ag{c} ? ng : ag{c};" for c in coords[1:]]
@@ -337,7 +333,7 @@ def sources(
         # ss < tol2 wherever sqrt(ss) < tol (`tol2` is tol * tol rounded up)
         fast = [f"const T ss = {' + '.join(f'(gg{c}) * (gg{c})' for c in coords)};"]
         fast.append("const T w = vv + ss;")
-        below, norm_kept = "(ss < tol2)", f"{math_fn('sqrt', dtype)}(ss)"
+        below = "(ss < tol2)"
     else:
         fast = [f"const T ng = {vector_norm([f'gg{c}' for c in coords], order, dtype, str)};"]
         fast.append("const T w = vv + ng;")
@@ -389,8 +385,7 @@ def sources(
         "tests_fast": block(fast, 10),
         "store_fast": block(
             [f"X[o][{c}][j] = x{c}; G[o][{c}][j] = gg{c};" for c in coords]
-            + [f"S[o][{s}][{c}][j] = ns{s}_{c};" for s, c in rows]
-            + [f"if (keep_v) {{ V[o][j] = vv; GN[o][j] = {norm_kept}; }}"],
+            + [f"S[o][{s}][{c}][j] = ns{s}_{c};" for s, c in rows],
             10,
         ),
         "positions_of_x": block([f"const T x{c} = X[{c}][j];" for c in coords], 4),
@@ -531,7 +526,7 @@ class Kernel:
         i64, ptr = ctypes.c_longlong, ctypes.c_void_p
         self.loop = library.descend
         self.loop.restype = i64
-        self.loop.argtypes = [i64] * 8 + [ptr, i64, i64] + [ptr] * 8 + [scalar, scalar] + [ptr] * 5
+        self.loop.argtypes = [i64] * 8 + [ptr, i64, i64] + [ptr] * 8 + [scalar, scalar] + [ptr] * 3
         self.evaluate_c = library.evaluate
         self.evaluate_c.restype = None
         self.evaluate_c.argtypes = [i64, ptr, ptr, ptr]
@@ -785,9 +780,7 @@ def loop(made: Kernel, plan, x0, s, rec, interrupted, bar):
             s.limit,
             lo.data_ptr(),
             hi.data_ptr(),
-            rows[0][0].data_ptr() if rows else null,
-            null,  # no values and norms: computed from the positions when asked for
-            null,
+            rows[0][0].data_ptr() if rows else null,  # positions only (`Recorder.defer`)
         )
 
         def part(t, k0=k0, k1=k1, first_k=first_k, common=common):
