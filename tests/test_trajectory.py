@@ -1,12 +1,16 @@
 import json
+import sys
 import zipfile
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import descentlab as dl
+from descentlab.memory import empty
 from descentlab.trajectory import _ARRAYS
+from descentlab.walkers import Recorder
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +92,39 @@ def test_multi_d_trace_format():
 def test_repr_is_a_one_line_summary(camel):
     text = repr(camel)
     assert "six_hump_camel" in text and "144 points" in text and "\n" not in text
+
+
+def _vm_flags(address: int) -> list[str]:
+    """The kernel's flags for the mapping that holds `address` (/proc/self/smaps)."""
+    inside = False
+    with open("/proc/self/smaps") as fh:
+        for line in fh:
+            head = line.split()
+            if line.startswith("VmFlags:"):
+                if inside:
+                    return head[1:]
+            elif "-" in head[0] and ":" not in head[0]:
+                lo, hi = (int(a, 16) for a in head[0].split("-"))
+                inside = lo <= address < hi
+    raise AssertionError(f"no mapping holds {address:#x}")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/smaps is Linux's")
+def test_a_recording_asks_linux_for_huge_pages():
+    """A recording's buffers are madvised for 2 MiB pages ("hg"), which made a fresh 800 MB
+    recording fault 400 times instead of 200,000; torch's own allocator does not ask."""
+    rec = Recorder(rows=101, n=20_000, d=2, dtype=torch.float32)  # 16 MB of positions
+    middle = rec.path.data_ptr() + rec.path.nbytes // 2
+    assert "hg" in _vm_flags(middle)
+    rec.coordinate_layout()
+    assert "hg" in _vm_flags(rec.path.data_ptr() + rec.path.nbytes // 2)
+    plain = torch.empty(101, 20_000, 2)
+    assert "hg" not in _vm_flags(plain.data_ptr() + plain.nbytes // 2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.int8, torch.bfloat16])
+def test_memory_empty_gives_the_shape_and_dtype_asked_for(dtype):
+    t = empty((3, 5), dtype)
+    assert t.shape == (3, 5) and t.dtype == dtype and t.is_contiguous()
+    t.fill_(1)
+    assert bool((t == 1).all())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 
+import numpy as np
 import torch
 
 from .errors import RecordingError
@@ -22,6 +23,18 @@ def _available_memory() -> float:
         return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
     except (ValueError, OSError, AttributeError):
         return math.inf
+
+
+def empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialized CPU tensor from NumPy's allocator, which asks Linux for 2 MiB pages
+    on large arrays (`madvise(MADV_HUGEPAGE)`; torch's allocator does not): a fresh 800 MB
+    recording then faults about 400 times instead of 200,000 (gd on Himmelblau, 1e6 points x
+    100 steps recorded, with the C loop: 0.29-0.36 s against 0.47-0.87 s)."""
+    try:
+        kind = torch.empty(0, dtype=dtype).numpy().dtype
+    except TypeError:  # bfloat16 and others NumPy lacks
+        return torch.empty(shape, dtype=dtype)
+    return torch.from_numpy(np.empty(shape, dtype=kind))
 
 
 def check_recording(rows: int, n: int, d: int, dtype, max_memory, record) -> None:

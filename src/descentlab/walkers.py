@@ -16,6 +16,7 @@ import torch
 from . import optimizers
 from .errors import OptimizerError
 from .gradients import Evaluator
+from .memory import empty
 
 
 class Walkers:
@@ -83,8 +84,8 @@ class Walkers:
 
 
 class Recorder:
-    """Preallocated ``(rows, N, d)`` buffers on the CPU; untouched pages cost no memory, so
-    a run that converges early uses only what it wrote.
+    """Preallocated ``(rows, N, d)`` buffers on the CPU (`memory.empty`: 2 MiB pages);
+    untouched pages cost no memory, so a run that converges early uses only what it wrote.
 
     A loop that holds coordinates as ``(d, N)`` (the compiled engine) asks for
     `coordinate_layout`: positions are then stored ``(rows, d, N)`` and handed out as a
@@ -92,9 +93,9 @@ class Recorder:
     than interleaving the coordinates)."""
 
     def __init__(self, rows: int, n: int, d: int, dtype: torch.dtype):
-        self.path = torch.empty((rows, n, d), dtype=dtype)
-        self.values = torch.empty((rows, n), dtype=dtype)
-        self.norms = torch.empty((rows, n), dtype=dtype)
+        self.path = empty((rows, n, d), dtype)
+        self.values = empty((rows, n), dtype)
+        self.norms = empty((rows, n), dtype)
         self.steps: list[int] = []
         self.engine = "eager"  # which loop filled it (set by the loop)
         self.kernel: str | None = None  # the compiled loop's: "c" (`native`) or "inductor"
@@ -108,12 +109,12 @@ class Recorder:
         self.fill = None
         if self.by_coordinates:
             rows, d, n = self.path.shape
-            self.path = torch.empty((rows, n, d), dtype=self.path.dtype)
+            self.path = empty((rows, n, d), self.path.dtype)
             self.by_coordinates = False
 
     def coordinate_layout(self) -> None:
         rows, n, d = self.path.shape
-        self.path = torch.empty((rows, d, n), dtype=self.path.dtype)
+        self.path = empty((rows, d, n), self.path.dtype)
         self.by_coordinates = True
 
     def defer(self, fill: Callable[[np.ndarray, str], np.ndarray]) -> None:
