@@ -113,12 +113,14 @@ def _vm_flags(address: int) -> list[str]:
 def test_a_recording_asks_linux_for_huge_pages():
     """A recording's buffers are madvised for 2 MiB pages ("hg"), which made a fresh 800 MB
     recording fault 400 times instead of 200,000; torch's own allocator does not ask."""
-    rec = Recorder(rows=101, n=20_000, d=2, dtype=torch.float32)  # 16 MB of positions
+    # 65 MB of positions: above glibc's largest mmap threshold (32 MB), so each buffer is a
+    # fresh mapping, not reused heap that an earlier NumPy array had madvised
+    rec = Recorder(rows=101, n=80_000, d=2, dtype=torch.float32)
     middle = rec.path.data_ptr() + rec.path.nbytes // 2
     assert "hg" in _vm_flags(middle)
     rec.coordinate_layout()
     assert "hg" in _vm_flags(rec.path.data_ptr() + rec.path.nbytes // 2)
-    plain = torch.empty(101, 20_000, 2)
+    plain = torch.empty(101, 80_000, 2)
     assert "hg" not in _vm_flags(plain.data_ptr() + plain.nbytes // 2)
 
 

@@ -40,9 +40,11 @@ from .updates import (
     HYPER,
     STATE_SIZE,
     SUPPORTED,
+    base_kind,
     bias_corrections,
     call_scalars,
     coordinate_norm,
+    floats,
     hyper,
     kind_of,
     packed_scalars,
@@ -139,7 +141,8 @@ def worth_compiling(
     key = _key(objective, plan, d, dtype, device, order, box, tol_set)
     if all((*key, *kernel) in _CACHE for kernel in _kernels(every)):
         return True
-    saved = work / _EAGER_RATE + steps * _EAGER_STEP_SECONDS - work / _C_RATE[kind_of(plan)]
+    kind = base_kind(kind_of(plan))
+    saved = work / _EAGER_RATE + steps * _EAGER_STEP_SECONDS - work / _C_RATE[kind]
     if c and saved > native.LOAD_SECONDS:  # (tracing f to find out costs milliseconds)
         ready = native.readiness(*c_args)
         if ready is not None:
@@ -147,7 +150,7 @@ def worth_compiling(
     packages = _packages(objective, plan, d, dtype, device, order, box, tol_set, every)
     if n >= 2 and all(kernelcache.available(p) for p in packages):
         return True
-    saved = work / _EAGER_RATE - work / _COMPILED_RATE[kind_of(plan)]
+    saved = work / _EAGER_RATE - work / _COMPILED_RATE[kind]
     return saved > _COMPILE_SECONDS
 
 
@@ -442,7 +445,7 @@ def compiled_loop(objective, grad, plan, x0, s, rec, interrupted, bar):
     active = status = taken = None
     prev = None  # position, value and norm at the iteration before the block
     tol, limit, lo, hi = replay.limits
-    h = {key: float(value) for key, value in replay.h.items()}
+    h = floats(plan)
     common = packed_scalars(h, float(tol), float(limit))
     size = len(common) + len(call_scalars(h, 0, per_call))
     packed = torch.empty(size, dtype=dtype, device=device)
@@ -547,7 +550,7 @@ class _Replay:
         nesterov = bool(plan.kwargs.get("nesterov", False))
         self.step = _iteration(objective.fn, self.kind, nesterov, s.order, s.box is not None)
         self.s = s
-        self.h = hyper(plan, dtype, device)
+        self.h, self.floats = hyper(plan, dtype, device), floats(plan)
         scalar = {"dtype": dtype, "device": device}
         tol = torch.tensor(-math.inf if s.tol is None else s.tol, **scalar)
         limit = torch.tensor(s.limit, **scalar)
@@ -569,8 +572,8 @@ class _Replay:
         row = rows_before
         for k in range(k0, k1):
             kt = torch.tensor(k, dtype=torch.int32, device=idx.device)
-            if self.kind == "adam":
-                step_size, inv_c2sqrt = bias_corrections(self.h, k + 1)
+            if base_kind(self.kind) == "adam":
+                step_size, inv_c2sqrt = bias_corrections(self.floats, k + 1)
                 self.h["step_size"] = self.h["step_size"].new_tensor(step_size)
                 self.h["inv_c2sqrt"] = self.h["inv_c2sqrt"].new_tensor(inv_c2sqrt)
             out = self.step(cols, *before, active, status, taken, kt, state, self.h, *self.limits)

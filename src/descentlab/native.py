@@ -254,6 +254,14 @@ _HEADER = r"""#include <math.h>
 typedef $T T;
 typedef $I I;  /* a lane's flag, as wide as T */
 enum { L = $L, D = $D, NS = $NS };  /* lanes, coordinates, optimizer state rows (at least 1) */
+/* a * b + c rounded once where the CPU has a fused multiply-add, as torch's kernels compute
+   it there (`translate`: add with alpha, addcmul, lerp); rounded twice where it has none, as
+   torch's default kernels do (-ffp-contract=off keeps every other a * b + c rounded twice) */
+#ifdef FP_FAST_FMA$F
+#define FMA(a, b, c) fma$f(a, b, c)
+#else
+#define FMA(a, b, c) ((a) * (b) + (c))
+#endif
 $vector_math
 /* positions only: a recording's values and norms are computed from them when asked for */
 static inline void write_rows(long long n, long long i, int m, long long r, T X[D][L],
@@ -279,13 +287,13 @@ def sources(
     math declared, and without (for a machine whose libc has none). f is traced once."""
     from string import Template
 
-    from .updates import HYPER, STATE_SIZE
+    from .updates import HYPER, STATE_SIZE, base_kind
 
     T = CTYPE[dtype]
     ns = STATE_SIZE[kind]
     f_lines, f_value, f_grads = objective_code(fn, d, dtype)
     updates = [update_code(kind, nesterov, dtype, c, ns) for c in range(d)]
-    per_step = [key for key in ("step_size", "inv_c2sqrt") if kind == "adam"]
+    per_step = [key for key in ("step_size", "inv_c2sqrt") if base_kind(kind) == "adam"]
     coords, rows = range(d), [(s, c) for s in range(ns) for c in range(d)]
 
     def block(lines: list[str], indent: int) -> str:
@@ -405,6 +413,7 @@ def sources(
         body += Template(_AT_ROWS).substitute(parts, what=what, then=then, result=result)
     header = Template(_HEADER)
     shape = dict(T=T, I="int" if dtype == torch.float32 else "long long", L=LANES, D=d)
+    shape.update(F="F", f="f") if dtype == torch.float32 else shape.update(F="", f="")
     return [
         header.substitute(shape, NS=max(ns, 1), vector_math=math) + body
         for math in ("\n".join(declarations), "")
@@ -729,7 +738,7 @@ def loop(made: Kernel, plan, x0, s, rec, interrupted, bar):
     import time
 
     from .trajectory import INTERRUPTED
-    from .updates import HYPER, bias_corrections, hyper, kind_of
+    from .updates import HYPER, base_kind, bias_corrections, floats, hyper, kind_of
 
     n, d = x0.shape
     dtype = x0.dtype
@@ -742,9 +751,9 @@ def loop(made: Kernel, plan, x0, s, rec, interrupted, bar):
     # in the run's dtype, as the C loop holds them: Adam's bias corrections from the betas as
     # rounded there cancel that rounding in its averages (with float32 betas and exact
     # corrections, the first step lands an ulp away from torch.optim's)
-    h = hyper(plan, dtype, "cpu")
+    h, raw = hyper(plan, dtype, "cpu"), floats(plan)
     hyp = torch.tensor([float(h[key]) for key in HYPER], dtype=dtype)
-    adam = kind_of(plan) == "adam"
+    adam = base_kind(kind_of(plan)) == "adam"
     tol = -math.inf if s.tol is None else s.tol
     lo, hi = s.box if s.box is not None else (hyp, hyp)
     every = s.every or 0
@@ -765,7 +774,7 @@ def loop(made: Kernel, plan, x0, s, rec, interrupted, bar):
         table = None
         if adam:  # the update at iteration k is torch.optim's step t = k
             t = [max(k, 1) for k in range(k0, k1)]
-            table = torch.tensor([bias_corrections(h, step) for step in t], dtype=dtype)
+            table = torch.tensor([bias_corrections(raw, step) for step in t], dtype=dtype)
         common = (
             *source_of_x,
             x.data_ptr(),

@@ -316,6 +316,9 @@ class _Translator:
             "softplus",
             "softplus_backward",
             "copy",
+            "addcmul",
+            "addcdiv",
+            "lerp",
         ):
             return self.pointwise(name, func, args, kwargs, out)
         if name in ("sum", "mean", "amax", "amin", "prod", "linalg_vector_norm", "logsumexp"):
@@ -389,13 +392,35 @@ class _Translator:
         fill = {"zero": zero, "one": one, "inf": literal(math.inf, dtype)}
         if name == "pow":
             return self.power(operands, dtype)
+        # torch's CPU kernels fuse a multiply into the add that follows (its vector fmadd, or
+        # the compiler contracting one; `FMA` in the C header, one rounding where the CPU has
+        # fma): add and sub with alpha compute a + alpha b, rsub b - alpha a, addcmul
+        # self + (value t1) t2, lerp self + w (end - self) for |w| < 0.5, else
+        # end + (w - 1)(end - self); addcdiv self + (value t1) / t2 has nothing to fuse
         if name in ("add", "sub") and "alpha" in kwargs:
-            alpha = literal(kwargs["alpha"], dtype)
-            sign = "+" if name == "add" else "-"
-            return lambda it: f"({it[0]}) {sign} {alpha} * ({it[1]})"
+            alpha = literal(kwargs["alpha"] * (1 if name == "add" else -1), dtype)
+            return lambda it: f"FMA({it[1]}, {alpha}, {it[0]})"
         if name == "rsub":
-            alpha = literal(kwargs.get("alpha", 1), dtype)
-            return lambda it: f"({it[1]}) - {alpha} * ({it[0]})"
+            alpha = literal(-kwargs.get("alpha", 1), dtype)
+            return lambda it: f"FMA({it[0]}, {alpha}, {it[1]})"
+        if name in ("addcmul", "addcdiv"):
+            value = kwargs.get("value", 1)
+            scale = "" if value == 1 else f"{literal(value, dtype)} * "
+            if name == "addcmul":
+                return lambda it: f"FMA({scale}({it[1]}), {it[2]}, {it[0]})"
+            return lambda it: f"({it[0]}) + ({scale}({it[1]})) / ({it[2]})"
+        if name == "lerp":
+            fabs, half = math_fn("fabs", dtype), literal(0.5, dtype)
+
+            def lerp(it):
+                start, end, w = it
+                step = f"({end}) - ({start})"
+                return (
+                    f"({fabs}({w}) < {half} ? FMA({w}, {step}, {start})"
+                    f" : FMA(({w}) - {one}, {step}, {end}))"
+                )
+
+            return lerp
         if name in ("clamp", "clamp_min", "clamp_max"):
             lo = operands[1] if name != "clamp_max" else None
             hi = (
