@@ -32,7 +32,8 @@ warm: its packaged kernels on disk, `descentlab.kernelcache`), the
 import of dynamo and inductor alone, 10,000 points x 100 steps end to end, packaged kernels
 against torch.compile's at 1e6 points, and the scaling curve (N = 1e2 ... 1e7) with each run's
 peak memory, measured in a fresh process per point.
-Writes benchmarks/results/throughput.json and throughput.md.
+Writes benchmarks/results/throughput.json and throughput.md (throughput_2threads.* with
+`--threads 2`, throughput_cuda.* with `--device cuda`).
 JAX and grad-descent-visualizer come from `pip install -e ".[bench]"` plus
 `pip install --no-deps grad-descent-visualizer` (its pins do not install on Python 3.11).
 """
@@ -647,6 +648,8 @@ def main() -> None:
     out = args.out_dir
     out.mkdir(parents=True, exist_ok=True)
     stem = "throughput" if DEVICE == "cpu" else "throughput_" + DEVICE.replace(":", "")
+    if args.threads != 1:  # reported apart: the issue's figures are 1 thread's
+        stem += f"_{args.threads}threads"
     for name, text in (
         (f"{stem}.json", json.dumps(result, indent=2) + "\n"),
         (f"{stem}.md", "\n".join(table) + "\n"),
