@@ -257,7 +257,7 @@ enum { L = $L, D = $D, NS = $NS };  /* lanes, coordinates, optimizer state rows 
 /* a * b + c rounded once where the CPU has a fused multiply-add, as torch's kernels compute
    it there (`translate`: add with alpha, addcmul, lerp); rounded twice where it has none, as
    torch's default kernels do (-ffp-contract=off keeps every other a * b + c rounded twice) */
-#ifdef FP_FAST_FMA$F
+#if defined(FP_FAST_FMA$F) || defined(__FMA__) || defined(__ARM_FEATURE_FMA)
 #define FMA(a, b, c) fma$f(a, b, c)
 #else
 #define FMA(a, b, c) ((a) * (b) + (c))
@@ -748,9 +748,8 @@ def loop(made: Kernel, plan, x0, s, rec, interrupted, bar):
     v, gn = torch.empty(n, dtype=dtype), torch.empty(n, dtype=dtype)
     status = torch.empty(n, dtype=torch.int8)
     taken = torch.empty(n, dtype=torch.int64)  # written where a point stops
-    # in the run's dtype, as the C loop holds them: Adam's bias corrections from the betas as
-    # rounded there cancel that rounding in its averages (with float32 betas and exact
-    # corrections, the first step lands an ulp away from torch.optim's)
+    # the hyper-parameters in the run's dtype, as the C loop holds them; Adam's bias
+    # corrections from them as given (Python floats), as torch.optim computes them
     h, raw = hyper(plan, dtype, "cpu"), floats(plan)
     hyp = torch.tensor([float(h[key]) for key in HYPER], dtype=dtype)
     adam = base_kind(kind_of(plan)) == "adam"
