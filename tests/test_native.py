@@ -89,6 +89,18 @@ def test_fused_operations_round_as_torch_does(f):
     np.testing.assert_allclose(got_g, want_g, rtol=1e-6)
 
 
+def test_integer_arithmetic_with_alpha_stays_integer():
+    # in a float32 kernel an fma would take these int64s through float (5e7 needs 26 bits)
+    def f(x):
+        k = (x[..., 0] * 1e8).floor().to(torch.int64) + 1
+        return k.add(k, alpha=5).to(x.dtype) + x[..., 1] ** 2
+
+    obj = dl.Objective(fn=f, dim=2)
+    x = torch.rand(500, 2, generator=torch.Generator().manual_seed(3))
+    got_v, _ = kernel(obj, torch.float32).evaluate(x)
+    assert torch.equal(got_v, Evaluator(obj)(x)[0])
+
+
 def test_literals_are_exact():
     for value in (0.1, -2.5, 1e-30, 3.4e38, math.pi):
         for dtype in (torch.float32, torch.float64):

@@ -262,6 +262,7 @@ enum { L = $L, D = $D, NS = $NS };  /* lanes, coordinates, optimizer state rows 
 #else
 #define FMA(a, b, c) ((a) * (b) + (c))
 #endif
+#define PLAIN_MULADD(a, b, c) ((a) * (b) + (c))  /* integers */
 $vector_math
 /* positions only: a recording's values and norms are computed from them when asked for */
 static inline void write_rows(long long n, long long i, int m, long long r, T X[D][L],

@@ -389,25 +389,28 @@ class _Translator:
     def template(self, name, operands, kwargs, dtype) -> Callable[[list], str]:
         """The C expression of one element, given its operands' expressions."""
         zero, one = literal(0, dtype), literal(1, dtype)
-        fill = {"zero": zero, "one": one, "inf": literal(math.inf, dtype)}
+        inf = literal(math.inf, dtype) if dtype.is_floating_point else None  # ints have none
+        fill = {"zero": zero, "one": one, "inf": inf}
         if name == "pow":
             return self.power(operands, dtype)
         # torch's CPU kernels fuse a multiply into the add that follows (its vector fmadd, or
         # the compiler contracting one; `FMA` in the C header, one rounding where the CPU has
         # fma): add and sub with alpha compute a + alpha b, rsub b - alpha a, addcmul
         # self + (value t1) t2, lerp self + w (end - self) for |w| < 0.5, else
-        # end + (w - 1)(end - self); addcdiv self + (value t1) / t2 has nothing to fuse
+        # end + (w - 1)(end - self); addcdiv self + (value t1) / t2 has nothing to fuse.
+        # Integers are not fused (fma would convert them to floating point)
+        fma = "FMA" if dtype.is_floating_point else "PLAIN_MULADD"
         if name in ("add", "sub") and "alpha" in kwargs:
             alpha = literal(kwargs["alpha"] * (1 if name == "add" else -1), dtype)
-            return lambda it: f"FMA({it[1]}, {alpha}, {it[0]})"
+            return lambda it: f"{fma}({it[1]}, {alpha}, {it[0]})"
         if name == "rsub":
             alpha = literal(-kwargs.get("alpha", 1), dtype)
-            return lambda it: f"FMA({it[0]}, {alpha}, {it[1]})"
+            return lambda it: f"{fma}({it[0]}, {alpha}, {it[1]})"
         if name in ("addcmul", "addcdiv"):
             value = kwargs.get("value", 1)
             scale = "" if value == 1 else f"{literal(value, dtype)} * "
             if name == "addcmul":
-                return lambda it: f"FMA({scale}({it[1]}), {it[2]}, {it[0]})"
+                return lambda it: f"{fma}({scale}({it[1]}), {it[2]}, {it[0]})"
             return lambda it: f"({it[0]}) + ({scale}({it[1]})) / ({it[2]})"
         if name == "lerp":
             fabs, half = math_fn("fabs", dtype), literal(0.5, dtype)
