@@ -61,6 +61,14 @@ def test_every_compiled_optimizer_equals_eager(optimizer, kernel):
 
 
 @pytest.mark.slow
+def test_compiled_rmsprop_with_momentum_equals_torch_rmsprop(kernel):
+    # torch's RMSprop with momentum keeps a second buffer and steps by it ("rmsprop_momentum");
+    # without, it divides the gradient itself: two compiled updates
+    kw = dict(start=dl.grid(12), optimizer="rmsprop", lr=0.004, steps=50, dtype="float64")
+    same(*both("himmelblau", record="all", momentum=0.5, tol=1e-3, **kw), atol=1e-12)
+
+
+@pytest.mark.slow
 def test_compiled_adam_with_a_small_beta1_equals_torch_adam(kernel):
     # torch's lerp takes g + (w - 1)(g - m) for a weight w = 1 - beta1 of 0.5 or more
     # ("adam_lerp"), and the compiled Adam multiplies by 1 / sqrt(1 - beta2^t) where torch
