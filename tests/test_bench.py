@@ -2,8 +2,10 @@
 rates, its files, its report, and the same table from a Dask cluster."""
 
 import math
+import socket
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -13,7 +15,7 @@ from PIL import Image
 
 import descentlab as dl
 from conftest import require_module
-from descentlab.sweep import Block, bench, load_table, run_block
+from descentlab.sweep import Block, bench, load_table, pool_ecdf, run_block
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +74,27 @@ def test_rates_are_chosen_on_the_tuning_seed_and_reported_on_fresh_ones(small):
     assert all(chosen.edge[chosen.lr == 0.03] == "")
 
 
+def test_where_no_rate_succeeds_the_one_that_diverges_least_is_chosen():
+    # Rosenbrock on its domain [-5, 10]²: in 100 steps no start reaches the target at either
+    # rate; at 0.1 every start diverges, at 0.001 79 %, and the diverged starts' frozen values
+    # gave 0.1 the smaller median gap (5e14 against 9e17), so the gap alone picked it
+    result = bench(["rosenbrock"], ["gd"], [0.001, 0.1], starts=100, steps=100, seeds=1)
+    tune = result.table[result.table.phase == "tune"].set_index("lr")
+    assert (tune.success_rate == 0).all() and tune.diverged_fraction[0.1] == 1.0
+    assert tune.diverged_fraction[0.001] < 1.0
+    assert tune.chosen[0.001] and result.chosen.lr.item() == 0.001
+
+
+def test_dim_sets_the_d_dimensional_functions_only():
+    table = bench(["himmelblau", "rastrigin"], ["gd"], [0.01], dim=3, starts=8, steps=5).table
+    assert table.groupby("function").dim.unique().map(list).to_dict() == {
+        "himmelblau": [2],
+        "rastrigin": [3],
+    }
+    with pytest.raises(dl.DescentError, match="himmelblau is defined in 2 dimensions only"):
+        bench(["himmelblau", "booth"], ["gd"], [0.01], dim=3, starts=8, steps=5)
+
+
 def test_ecdf_rises_to_the_reported_success_rate(small):
     ecdf = small.ecdf()
     report = small.table[small.table.phase == "report"]
@@ -79,6 +102,16 @@ def test_ecdf_rises_to_the_reported_success_rate(small):
         assert (np.diff(curve.fraction) >= 0).all() and curve.step.iloc[-1] == 120
         rows = report[(report.function == fn) & (report.optimizer == opt)]
         assert curve.fraction.iloc[-1] == pytest.approx(rows.success_rate.mean())
+
+
+def test_the_pooled_ecdf_counts_every_start_of_every_function(small):
+    pooled = pool_ecdf(small.ecdf())
+    for opt in ("gd", "adam"):
+        firsts = np.concatenate([f for key, f in small.hits.items() if key[1] == opt])
+        curve = pooled[pooled.optimizer == opt]
+        for step, fraction in zip(curve.step, curve.fraction, strict=True):
+            reached = ((firsts >= 0) & (firsts <= step)).mean()
+            assert fraction == pytest.approx(reached)
 
 
 def test_csv_and_parquet_hold_the_same_table(small, tmp_path):
@@ -116,6 +149,10 @@ def test_report_pictures_and_page(small, tmp_path):
         (dict(out="table.xlsx"), r"\.csv or \.parquet"),
         (dict(scheduler="nowhere"), "scheduler must be 'local' or a Dask address"),
         (dict(optimizers=["gd", "gd"]), "same entry twice"),
+        (
+            dict(starts=10**9, steps=10**4),
+            r"records 160016\.0 GB, but .* available; use starts <= [\d,]+ or fewer steps",
+        ),
     ],
 )
 def test_bad_sweeps_are_refused_before_any_work(kwargs, message):
@@ -129,6 +166,46 @@ def test_an_unreachable_scheduler_fails_fast():
     began = time.perf_counter()
     with pytest.raises(dl.DescentError, match="cannot reach the Dask scheduler at tcp://"):
         bench(["sphere"], ["gd"], [0.01], starts=4, steps=3, scheduler="tcp://127.0.0.1:9")
+    assert time.perf_counter() - began < 15
+
+
+@pytest.mark.parametrize(
+    ("reply", "message"),
+    [
+        (None, "no reply to Dask's handshake"),  # an HTTP server waits for a request line
+        (b"HTTP/1.1 400 Bad Request\r\n\r\n", "a reply Dask cannot read"),
+    ],
+)
+@pytest.mark.timeout(30, method="thread")  # a hang fails here, not at the suite's 300 s
+def test_a_server_that_is_not_a_scheduler_is_named_within_seconds(reply, message):
+    """Dask's Client waited forever on a server that accepts and stays silent, and read a text
+    reply's first bytes as an exabyte frame length."""
+    require_module("distributed")
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    held = []
+
+    def serve():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            held.append(conn)
+            if reply is not None:
+                conn.sendall(reply)
+
+    threading.Thread(target=serve, daemon=True).start()
+    began = time.perf_counter()
+    try:
+        with pytest.raises(dl.DescentError, match=f"listens at tcp://127.0.0.1:{port}.*{message}"):
+            bench(
+                ["sphere"], ["gd"], [0.01], starts=4, steps=3, scheduler=f"tcp://127.0.0.1:{port}"
+            )
+    finally:
+        server.close()
+        for conn in held:
+            conn.close()
     assert time.perf_counter() - began < 15
 
 

@@ -29,6 +29,66 @@ class Local:
         pass
 
 
+KNOCK_S = 5.0  # how long connecting to a scheduler may take
+ANSWER_S = 3.0  # and how long its answer to Dask's handshake, after that
+
+
+def _unreachable(scheduler: str, exc: BaseException) -> str:
+    return (
+        f"cannot reach the Dask scheduler at {scheduler} ({type(exc).__name__}); start one "
+        "with `dask scheduler` and workers with `dask worker ADDRESS`, or use --scheduler local"
+    )
+
+
+def knock(address: str, seconds: float = KNOCK_S, answer: float = ANSWER_S) -> None:
+    """Connect to `address` within `seconds` and have Dask's handshake answered within
+    `answer` more, or raise a one-line
+    `DescentError`. `Client` bounds the TCP connect but not the handshake after it: pointed at
+    something that accepts and stays silent (an HTTP server, the dashboard's port 8787) it
+    waited forever, and a server that answered with text had its first bytes read as a frame
+    length (an allocation of exabytes). The knock runs in its own thread and event loop, so it
+    also works where a loop is already running (a notebook)."""
+    import asyncio
+    import threading
+
+    from distributed.comm import connect
+
+    outcome: list[BaseException | None] = []
+
+    async def handshake():
+        # connect() gives up on the TCP connection after `seconds` with an OSError, so this
+        # deadline, later, can only fall in the handshake
+        comm = await asyncio.wait_for(connect(address, timeout=seconds), seconds + answer)
+        await comm.close()
+
+    def attempt():
+        try:
+            asyncio.run(handshake())
+            outcome.append(None)
+        except BaseException as exc:  # reported in the caller's thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=attempt, name="descentlab-knock", daemon=True)
+    thread.start()
+    thread.join(seconds + answer + 2)
+    exc = outcome[0] if outcome else TimeoutError()
+    if exc is None:
+        return
+    if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+        raise exc
+    if isinstance(exc, OSError) and not isinstance(exc, TimeoutError):
+        raise DescentError(_unreachable(address, exc))  # refused, timed out, unknown host
+    what = (
+        f"no reply to Dask's handshake in {answer:g} s"
+        if isinstance(exc, TimeoutError)
+        else f"a reply Dask cannot read: {type(exc).__name__}"
+    )
+    raise DescentError(
+        f"something listens at {address}, but not a Dask scheduler ({what}); a scheduler "
+        "listens on port 8786 by default, its dashboard on 8787"
+    )
+
+
 class DaskRunner:
     """Blocks as Dask tasks; results come back in the order of `blocks`."""
 
@@ -41,20 +101,18 @@ class DaskRunner:
             ) from None
         self.cluster = None
         self.finished: list[dict] = []
+        if scheduler != "local":
+            knock(scheduler)
         try:
             if scheduler == "local":
                 self.cluster = LocalCluster(threads_per_worker=1, processes=True)
                 self.client = Client(self.cluster)
             else:
-                self.client = Client(scheduler, timeout="5s")
+                self.client = Client(scheduler, timeout=f"{KNOCK_S}s")
         except (OSError, TimeoutError) as exc:
             if self.cluster is not None:
                 self.cluster.close()
-            raise DescentError(
-                f"cannot reach the Dask scheduler at {scheduler} ({type(exc).__name__}); start "
-                "one with `dask scheduler` and workers with `dask worker ADDRESS`, or use "
-                "--scheduler local"
-            ) from None
+            raise DescentError(_unreachable(scheduler, exc)) from None
 
     def __call__(self, run, blocks, progress, done, total):
         from distributed import as_completed

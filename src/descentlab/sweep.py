@@ -3,7 +3,8 @@
 The protocol, after COCO's: a run is N random starts in the function's domain, S steps; a start
 succeeds when ``f - f* <= target``, and its *steps to target* is the first step where it does.
 Learning rates are tuned on one seed (`seed`): per (function, optimizer) the rate with the
-highest success rate wins (ties: fewer steps to target, then the smaller final gap). The chosen
+highest success rate wins (ties: fewer steps to target, then fewer diverged starts, then the
+smaller final gap). The chosen
 rate is then run on `seeds` fresh seeds (``seed + 1, ...``), and those are the numbers reported,
 so no optimizer is judged on the starts its rate was picked on.
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -256,7 +258,8 @@ def bench(
         seed: the tuning seed; reports use ``seed + 1 ... seed + seeds``.
         seeds: fresh seeds the chosen rate is reported on.
         target: a start succeeds when ``f - f* <= target``.
-        dim: dimension for the d-dimensional functions (default 2).
+        dim: dimension for the d-dimensional functions (default 2); the functions defined in 2
+            dimensions only keep theirs.
         engine: `descend`'s engine for every block; with ``"auto"``, the compiled engine's C
             loop for each (function, optimizer) whose blocks together repay building it.
         scheduler: None (run here), ``"local"`` (a Dask `LocalCluster`) or a Dask scheduler
@@ -266,22 +269,24 @@ def bench(
     """
     import pandas as pd
 
-    names = _check_names(functions, optimizers, lrs, dim)
+    dims = _check_names(functions, optimizers, lrs, dim)  # name: its dim
+    names = list(dims)
     _check_counts(starts, steps, seed, seeds)
+    _check_block_memory(dims, starts, steps, scheduler)
     check_positive("target", target)
     if out is not None:
         _table_format(out)  # a bad extension fails before any work
     check_engine(engine)
     blocks = len(lrs) + seeds  # per (function, optimizer)
     engines = {
-        (f, o): _engine(engine, registry.get(f, dim), o, lrs[0], starts, steps * blocks)
+        (f, o): _engine(engine, registry.get(f, dims[f]), o, lrs[0], starts, steps * blocks)
         for f in names
         for o in optimizers
     }
     runner = runner_for(scheduler)
     try:
         tune = [
-            Block(f, dim, o, float(lr), seed, starts, steps, target, "tune", engines[f, o])
+            Block(f, dims[f], o, float(lr), seed, starts, steps, target, "tune", engines[f, o])
             for f in names
             for o in optimizers
             for lr in lrs
@@ -295,9 +300,9 @@ def bench(
         report = [
             Block(
                 f,
-                dim,
+                dims[f],
                 o,
-                best[(registry.get(f, dim).name, o)],
+                best[(registry.get(f, dims[f]).name, o)],
                 s,
                 starts,
                 steps,
@@ -327,9 +332,18 @@ def bench(
     return result
 
 
+def pool_ecdf(ecdf: pd.DataFrame) -> pd.DataFrame:
+    """One ECDF per optimizer over all functions of `BenchResult.ecdf`, each function weighing
+    the same (every function has as many starts), as COCO's aggregated plots (optimizer, step,
+    fraction)."""
+    return ecdf.groupby(["optimizer", "step"], sort=False, as_index=False).fraction.mean()
+
+
 def _choose(rows: list[dict]) -> dict[tuple[str, str], float]:
     """Best rate per (function, optimizer): most successes, then fewest steps to target, then
-    the smallest final gap."""
+    the fewest diverged starts, then the smallest final gap. Without the diverged fraction, a
+    function no rate solves was given the rate at which every start diverged, when its
+    diverged starts had stopped at a smaller median gap than the others' stalled ones."""
     best: dict[tuple[str, str], tuple] = {}
     for row in rows:
         steps = row["median_steps_to_target"]
@@ -337,6 +351,7 @@ def _choose(rows: list[dict]) -> dict[tuple[str, str], float]:
         score = (
             -row["success_rate"],
             math.inf if math.isnan(steps) else steps,
+            row["diverged_fraction"],
             math.inf if math.isnan(gap) else gap,
             row["lr"],
         )
@@ -346,23 +361,28 @@ def _choose(rows: list[dict]) -> dict[tuple[str, str], float]:
     return {key: score[-1] for key, score in best.items()}
 
 
-def _check_names(fns, opts, lrs, dim) -> list[str]:
+def _check_names(fns, opts, lrs, dim) -> dict[str, int | None]:
+    """Checks the lists; returns each function's `dim` argument: `dim` for the d-dimensional
+    ones, None for those defined in 2 dimensions only (unless none is d-dimensional, where
+    `dim` is a mistake the registry names)."""
     for label, items in (("functions", fns), ("optimizers", opts), ("lrs", lrs)):
         if isinstance(items, str) or not isinstance(items, Sequence) or len(items) == 0:
             raise DescentError(f"{label} must be a non-empty list, got {items!r}")
         if len(set(items)) != len(items):
             raise DescentError(f"{label} lists the same entry twice: {list(items)}")
-    names = []
     for name in fns:
-        objective = registry.get(name, dim)  # unknown names suggest the closest
+        registry.get(name)  # unknown names suggest the closest
+    any_dim = {name: registry.REGISTRY[registry.normalize_name(name)].any_dim for name in fns}
+    dims = {name: dim if any_dim[name] or not any(any_dim.values()) else None for name in fns}
+    for name in fns:
+        objective = registry.get(name, dims[name])
         if objective.minimum_value is None:
             raise DescentError(f"{name!r} has no known minimum value, which bench needs for f*")
-        names.append(name)
     for name in opts:
         optimizer_registry.resolve(name, 0.01)  # unknown names suggest the closest
     for lr in lrs:
         check_positive("lr", lr)
-    return names
+    return dims
 
 
 def _check_counts(starts, steps, seed, seeds) -> None:
@@ -374,6 +394,28 @@ def _check_counts(starts, steps, seed, seeds) -> None:
     ):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise DescentError(f"{label} must be an integer >= {low}, got {value!r}")
+
+
+def _check_block_memory(dims, starts, steps, scheduler) -> None:
+    """Refuse, before any work, a block whose recording cannot fit: every step's positions,
+    values and norms in float32, as `run_block` records them. A `LocalCluster` runs one block
+    per core at once; a remote cluster's memory is not known here."""
+    from .memory import _available_memory, _gb
+
+    if scheduler not in (None, "local"):
+        return
+    d = max(registry.get(name, dim).dim for name, dim in dims.items())
+    per_start = (steps + 1) * (d + 2) * 4
+    workers = (os.cpu_count() or 1) if scheduler == "local" else 1
+    budget = 0.8 * _available_memory() / workers
+    if starts * per_start <= budget:
+        return
+    where = f" per worker of {workers}" if workers > 1 else ""
+    raise DescentError(
+        f"a block of {starts:,} starts x {steps:,} steps in {d}-D records "
+        f"{_gb(starts * per_start)}, but {_gb(budget)} is available{where}; use starts <= "
+        f"{max(1, int(budget // per_start)):,} or fewer steps"
+    )
 
 
 def _table_format(path) -> str:

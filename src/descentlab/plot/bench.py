@@ -10,7 +10,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..sweep import save_table
+from ..sweep import pool_ecdf, save_table
 from ..trajectory import atomic_file
 from ._common import save_figure
 
@@ -52,23 +52,26 @@ def heatmap(result, path) -> Path:
 
 def ecdf_curves(ecdf, path) -> Path:
     """Fraction of starts at the target by step t (`BenchResult.ecdf`), one panel per
-    function, one curve per optimizer (COCO's runtime ECDF)."""
+    function, one curve per optimizer (COCO's runtime ECDF); with several functions, a first
+    panel aggregates them, each function weighing the same, as COCO's summary plots do."""
     fns = list(dict.fromkeys(ecdf.function))
-    cols = min(4, len(fns))
-    rows = math.ceil(len(fns) / cols)
+    panels = [(fn, ecdf[ecdf.function == fn]) for fn in fns]
+    if len(fns) > 1:
+        panels.insert(0, (f"all {len(fns)} functions", pool_ecdf(ecdf)))
+    cols = min(4, len(panels))
+    rows = math.ceil(len(panels) / cols)
     fig, axes = plt.subplots(
         rows, cols, figsize=(3.4 * cols, 2.7 * rows), squeeze=False, sharey=True
     )
-    for ax, fn in zip(axes.flat, fns, strict=False):
-        part = ecdf[ecdf.function == fn]
+    for ax, (title, part) in zip(axes.flat, panels, strict=False):
         for opt, curve in part.groupby("optimizer", sort=False):
             ax.step(np.maximum(curve.step, 1), curve.fraction, where="post", label=opt)
         ax.set_xscale("log")
         ax.set_ylim(-0.02, 1.02)
-        ax.set_title(fn, fontsize=10)
+        ax.set_title(title, fontsize=10, fontweight="bold" if title not in fns else "normal")
         ax.set_xlabel("steps")
         ax.grid(alpha=0.3)
-    for ax in axes.flat[len(fns) :]:
+    for ax in axes.flat[len(panels) :]:
         ax.set_visible(False)
     for ax in axes[:, 0]:
         ax.set_ylabel("fraction at target")
@@ -115,7 +118,7 @@ td, th {{ padding: 3px 10px; border-bottom: 1px solid #ddd; text-align: right; }
 <h1>Optimizer benchmark</h1>
 <p>{html.escape(facts)}.</p>
 <p>Each optimizer's learning rate was chosen per function on the tuning seed (most successes,
-then fewest steps to target); the numbers below come from fresh seeds only.
+then fewest steps to target, then fewest diverged); the numbers below come from fresh seeds only.
 Data: <a href="table.csv">table.csv</a> (every block), <a href="ecdf.csv">ecdf.csv</a>.</p>
 {images}
 <h2>Chosen rates, mean over fresh seeds</h2>
