@@ -74,6 +74,8 @@ def test_record_every_k_and_final_agree_with_all():
 def test_recording_that_cannot_fit_is_refused_before_allocating():
     with pytest.raises(dl.RecordingError, match=r"needs .* use record='final', record=\d+"):
         dl.descend("himmelblau", dl.grid(1000), steps=10_000, max_memory=1e9)
+    with pytest.raises(dl.RecordingError, match=r"record=101 \(every 101st step\)"):
+        dl.descend("himmelblau", dl.grid(1000), steps=1000, max_memory=1.8e8)
 
 
 def test_early_stop_when_every_point_converged():

@@ -310,3 +310,29 @@ def test_the_c_loop_is_used_only_on_the_cpu_and_can_be_turned_off(monkeypatch):
 def test_a_cuda_run_is_compiled_by_inductor():
     run = dl.descend("himmelblau", dl.grid(8), steps=20, engine="compiled", device="cuda")
     assert run.meta["kernel"] == "inductor"
+
+
+def test_without_libmvec_the_loop_is_built_on_scalar_math(tmp_path, monkeypatch):
+    # macOS, musl and old glibc have no libmvec: the vector source fails to link there, and the
+    # engine builds its twin that calls libm's scalar functions instead (simulated here by a
+    # compiler that refuses the vector source); Rastrigin's cos then runs through libm
+    monkeypatch.setenv("DESCENTLAB_KERNEL_CACHE", str(tmp_path))
+    for cache in ("_KERNELS", "_LIBRARIES", "_CHECKED", "_SOURCES"):
+        monkeypatch.setattr(native, cache, {})
+    built = []
+    real = native._compile
+
+    def no_libmvec(cc, text, folder, lib):
+        if "#pragma omp declare simd" in text:
+            raise native.Unsupported("the C compiler failed: cannot find -lmvec")
+        built.append(text)
+        real(cc, text, folder, lib)
+
+    monkeypatch.setattr(native, "_compile", no_libmvec)
+    start = dl.random(2000, seed=1)
+    kw = dict(optimizer="adam", lr=0.02, steps=150, dim=3, record="final", dtype="float64")
+    c = dl.descend("rastrigin", start, engine="compiled", **kw)
+    e = dl.descend("rastrigin", start, engine="eager", **kw)
+    assert c.meta["kernel"] == "c" and len(built) == 1 and "cos(" in built[0]
+    assert len(list(tmp_path.glob("c/*.failed"))) == 1  # not tried again for the same source
+    np.testing.assert_allclose(c.x, e.x, rtol=0, atol=1e-9)

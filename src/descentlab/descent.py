@@ -264,8 +264,11 @@ def _choose_engine(engine, objective, plan, grad, n, d, dtype, device, s: Settin
 
 
 def check_engine(engine) -> None:
-    if engine not in ("auto", "eager", "compiled"):
-        raise DescentError(f"engine must be 'auto', 'eager' or 'compiled', got {engine!r}")
+    engines = ("auto", "eager", "compiled")
+    if engine not in engines:
+        close = difflib.get_close_matches(str(engine).lower(), engines, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise DescentError(f"engine must be 'auto', 'eager' or 'compiled', got {engine!r}{hint}")
 
 
 def gradient_norm(g: torch.Tensor, order: float) -> torch.Tensor:

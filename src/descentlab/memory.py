@@ -49,15 +49,22 @@ def check_recording(rows: int, n: int, d: int, dtype, max_memory, record) -> Non
     what = (
         "every step"
         if record == "all"
-        else f"every {record}th step"
+        else f"every {_ordinal(record)} step"
         if record != "final"
         else "the final state"
     )
     raise RecordingError(
         f"recording {what} of {n:,} points in {d}-D ({rows:,} rows) needs {_gb(need)} but "
         f"{_gb(budget)} is available; use record='final', record={every} "
-        f"(every {every}th step), or fewer points"
+        f"(every {_ordinal(every)} step), or fewer points"
     )
+
+
+def _ordinal(k: int) -> str:
+    """1st, 2nd, 3rd, 4th, 11th, 12th, 13th, 21st, 101st."""
+    k = int(k)
+    suffix = "th" if k % 100 in (11, 12, 13) else {1: "st", 2: "nd", 3: "rd"}.get(k % 10, "th")
+    return f"{k}{suffix}"
 
 
 def _gb(nbytes: float) -> str:
