@@ -228,6 +228,13 @@ def test_auto_compiles_only_when_it_pays(monkeypatch, tmp_path):
     monkeypatch.setattr(compiled, "_CACHE", {})  # nor inductor's kernels
     args = (get("himmelblau"), resolve("gd", 0.01))
     rest = (2, torch.float32, "cpu", float("inf"), None)
+    # in a process where eager has not run, its first optimizer imports dynamo (1.1-1.4 s):
+    # even a 10-step run is worth a build (0.3-0.6 s) then
+    monkeypatch.setattr(compiled, "dynamo_imported", lambda: False)
+    assert compiled.worth_compiling(*args, 1, 10, *rest)
+    # but a sweep deciding for its many (function, optimizer) pairs pays the import only once
+    assert not compiled.worth_compiling(*args, 1, 10, *rest, single=False)
+    monkeypatch.setattr(compiled, "dynamo_imported", lambda: True)  # eager has run here
     # 1e5 point-steps: eager takes 0.035 s, less than loading a built C loop
     assert not compiled.worth_compiling(*args, 1_000, 100, *rest)
     assert native.readiness(*args[:1], "gd", False, 2, torch.float32, math.inf, False, False) > 0.3

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -81,6 +82,10 @@ _COMPILED_RATE = {"gd": 5e8, "sgd": 3e8, "adagrad": 2.5e8, "rmsprop": 2.5e8, "ad
 # the C backend (`native`), same setting: gd 1.3-1.8e9, adam 5.6-8.0e8 (benchmark runs);
 # the rates here are lower on purpose, for objectives heavier than Himmelblau
 _C_RATE = {"gd": 8e8, "sgd": 6e8, "adagrad": 4e8, "rmsprop": 4e8, "adam": 4e8}
+# the eager engine's first torch.optim optimizer in a process imports torch._dynamo (torch.optim
+# wraps Optimizer.__init__ in a lazy `_disable_dynamo`): 1.1-1.4 s here, more than building the
+# C loop for a 2-D function (0.3-0.6 s) and far more than loading a built one
+_DYNAMO_IMPORT_SECONDS = 1.0
 _CACHE: dict[tuple, Callable] = {}
 # whether CPU runs try the C backend (`native`) before inductor; tests of inductor's path and the
 # benchmark's inductor rows turn it off
@@ -125,11 +130,24 @@ def _key(objective, plan, d, dtype, device, order, box, tol_set) -> tuple:
 
 
 def worth_compiling(
-    objective, plan, n, steps, d, dtype, device, order, box, every=None, tol_set=False
+    objective,
+    plan,
+    n,
+    steps,
+    d,
+    dtype,
+    device,
+    order,
+    box,
+    every=None,
+    tol_set=False,
+    single=True,
 ) -> bool:
     """Compile when the steps are already compiled (in this process, or on disk: a built C
     loop, `native`, or inductor's packages, `kernelcache`), or when the eager time saved
-    exceeds what the compile costs (the C loop's build, or else a cold torch.compile)."""
+    exceeds what the compile costs (the C loop's build, or else a cold torch.compile). For a
+    `single` run in a process that has not imported dynamo yet, eager's time includes that
+    import (a sweep deciding many runs at once pays it once, and passes False)."""
     from . import kernelcache, native
 
     work = n * steps
@@ -143,6 +161,8 @@ def worth_compiling(
         return True
     kind = base_kind(kind_of(plan))
     saved = work / _EAGER_RATE + steps * _EAGER_STEP_SECONDS - work / _C_RATE[kind]
+    if single and not dynamo_imported():
+        saved += _DYNAMO_IMPORT_SECONDS  # the C loop never imports dynamo; inductor does
     if c and saved > native.LOAD_SECONDS:  # (tracing f to find out costs milliseconds)
         ready = native.readiness(*c_args)
         if ready is not None:
@@ -152,6 +172,12 @@ def worth_compiling(
         return True
     saved = work / _EAGER_RATE - work / _COMPILED_RATE[kind]
     return saved > _COMPILE_SECONDS
+
+
+def dynamo_imported() -> bool:
+    """Whether this process has imported torch._dynamo (the eager engine's first torch.optim
+    optimizer does)."""
+    return "torch._dynamo" in sys.modules
 
 
 def c_kernel(objective, plan, d, dtype, device, order, box, tol_set):

@@ -140,6 +140,7 @@ def descend(
         x, v, gn, status, taken, k = loop(
             objective, grad, plan, x0, settings, rec, interrupted, bar
         )
+        bar.update(k + 1)  # the compiled loops report between calls: a run of one call, never
     rec.finish(k, x, v, gn)
 
     meta = {

@@ -96,19 +96,22 @@ def _engine(engine: str, objective, optimizer: str, lr: float, starts: int, work
     """The engine for every block of one (function, optimizer): with ``auto``, the C loop
     (`native`) when its build repays over all of them together (one block alone never would:
     1,000 starts x 500 steps take 0.2-0.4 s eager, a build 0.3-0.6 s), built here and named
-    ``compiled`` for every block, so local and Dask runs use the same arithmetic."""
+    ``compiled`` for every block, else ``eager``: decided once, here, so local and Dask runs
+    use the same arithmetic."""
     from . import compiled
 
     if engine != "auto":
         return engine
     plan = optimizer_registry.resolve(optimizer, lr)
     if compiled.unsupported(objective, plan, "autograd") is not None:
-        return engine
+        return "eager"
     # as run_block's runs: float32 on the CPU, max-norm, no bounds, every step recorded, no tol
     setting = (objective.dim, torch.float32, "cpu", math.inf, None)
-    if not compiled.worth_compiling(objective, plan, starts, work_steps, *setting, 1, False):
-        return engine
-    return "compiled" if compiled.c_kernel(objective, plan, *setting, False) else engine
+    if not compiled.worth_compiling(
+        objective, plan, starts, work_steps, *setting, 1, False, single=False
+    ):
+        return "eager"  # not "auto": a fresh Dask worker would decide otherwise
+    return "compiled" if compiled.c_kernel(objective, plan, *setting, False) else "eager"
 
 
 def run_block(block: Block) -> tuple[dict, np.ndarray]:
