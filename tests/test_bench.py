@@ -289,3 +289,61 @@ def test_auto_builds_the_c_loop_for_a_sweep_whose_blocks_repay_it(small):
     pd.testing.assert_frame_equal(fast[same], slow[same])
     # steps to target may part by one where float rounding meets the target
     np.testing.assert_allclose(fast.median_steps_to_target, slow.median_steps_to_target, atol=1)
+
+
+class _Cluster:
+    """A Dask client's two calls that `check_workers` makes, answering as given."""
+
+    def __init__(self, versions, workers=True):
+        self.versions, self.workers = versions, workers
+
+    def wait_for_workers(self, n, timeout=None):
+        if not self.workers:
+            raise TimeoutError
+
+    def run(self, function, *args, on_error="raise"):
+        return self.versions
+
+
+def test_a_cluster_that_cannot_run_the_blocks_is_named_before_any_work():
+    from importlib.metadata import PackageNotFoundError, version
+
+    from descentlab.runners import check_workers
+
+    mine = version("descentlab")
+    check_workers(_Cluster({"tcp://a:1": mine, "tcp://b:1": mine}), "tcp://s:8786")
+    with pytest.raises(dl.DescentError, match=r"has no workers after .* `dask worker tcp://s"):
+        check_workers(_Cluster({}, workers=False), "tcp://s:8786")
+    missing = {"tcp://a:1": mine, "tcp://b:1": PackageNotFoundError("descentlab")}
+    with pytest.raises(dl.DescentError, match=r"not installed on 1 of 2 .*first: tcp://b:1"):
+        check_workers(_Cluster(missing), "tcp://s:8786")
+    with pytest.raises(
+        dl.DescentError, match=rf"workers run descentlab 0\.0\.1, this process {mine}"
+    ):
+        check_workers(_Cluster({"tcp://a:1": mine, "tcp://b:1": "0.0.1"}), "tcp://s:8786")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120, method="thread")
+def test_workers_that_die_on_every_block_end_the_run_with_a_message(tmp_path, monkeypatch):
+    # a worker whose descentlab does not import dies unpickling a block; Dask then waited for
+    # workers forever
+    require_module("distributed")
+    from distributed import LocalCluster
+
+    from descentlab import runners
+
+    fake = tmp_path / "descentlab"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise ImportError('descentlab is broken here')\n")
+    # worker processes start with this process's sys.path: they import the broken one (this
+    # process has descentlab imported already)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(runners, "NO_WORKERS_S", 6.0)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True) as cluster:
+        began = time.perf_counter()
+        with pytest.raises(dl.DescentError, match="no workers for 6 s"):
+            bench(
+                ["sphere"], ["gd"], [0.01], starts=4, steps=3, scheduler=cluster.scheduler_address
+            )
+    assert time.perf_counter() - began < 90

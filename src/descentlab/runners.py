@@ -89,6 +89,40 @@ def knock(address: str, seconds: float = KNOCK_S, answer: float = ANSWER_S) -> N
     )
 
 
+POLL_S = 2.0  # how often a Dask run looks at its cluster
+NO_WORKERS_S = 20.0  # how long it waits on a cluster without workers
+WORKERS_S = 10.0  # how long a new run waits for a cluster's first worker
+
+
+def check_workers(client, address: str) -> None:
+    """A cluster that can run the blocks: at least one worker (within `WORKERS_S`), and every
+    worker with this process's descentlab version installed. A task sent to a worker without
+    descentlab kills the worker, and the run would then wait forever."""
+    import importlib.metadata
+
+    try:
+        client.wait_for_workers(1, timeout=WORKERS_S)
+    except TimeoutError:
+        raise DescentError(
+            f"the Dask scheduler at {address} has no workers after {WORKERS_S:g} s; start "
+            f"some with `dask worker {address}` (each with descentlab installed)"
+        ) from None
+    found = client.run(importlib.metadata.version, "descentlab", on_error="return")
+    mine = importlib.metadata.version("descentlab")
+    missing = sorted(w for w, v in found.items() if isinstance(v, BaseException))
+    if missing:
+        raise DescentError(
+            f"descentlab is not installed on {len(missing)} of {len(found)} Dask workers "
+            f"(first: {missing[0]}); pip install 'descentlab[scale]=={mine}' on each"
+        )
+    other = sorted({v for v in found.values() if v != mine})
+    if other:
+        raise DescentError(
+            f"Dask workers run descentlab {', '.join(other)}, this process {mine}; install "
+            f"the same version on each, so every block computes the same way"
+        )
+
+
 class DaskRunner:
     """Blocks as Dask tasks; results come back in the order of `blocks`."""
 
@@ -113,18 +147,47 @@ class DaskRunner:
             if self.cluster is not None:
                 self.cluster.close()
             raise DescentError(_unreachable(scheduler, exc)) from None
+        if scheduler != "local":
+            try:
+                check_workers(self.client, scheduler)
+            except BaseException:
+                self.client.close()
+                raise
 
     def __call__(self, run, blocks, progress, done, total):
-        from distributed import as_completed
+        from distributed import wait
 
         futures = self.client.map(run, blocks, pure=False)
         index = {f.key: i for i, f in enumerate(futures)}
         out: list = [None] * len(blocks)
-        for count, future in enumerate(as_completed(futures), start=1):
-            out[index[future.key]] = future.result()
-            self.finished.append(out[index[future.key]][0])
-            if progress is not None:
-                progress(done + count, total)
+        pending, count, alone = set(futures), done, 0.0
+        while pending:
+            try:
+                finished, pending = wait(pending, timeout=POLL_S, return_when="FIRST_COMPLETED")
+            except TimeoutError:  # none finished in POLL_S
+                finished = set()
+            for future in finished:
+                try:
+                    out[index[future.key]] = future.result()
+                except DescentError:
+                    raise
+                except Exception as exc:  # raised on a worker: name it in one line
+                    raise DescentError(
+                        f"a block failed on the Dask cluster: {type(exc).__name__}: {exc}"
+                    ) from None
+                self.finished.append(out[index[future.key]][0])
+                count += 1
+                if progress is not None:
+                    progress(count, total)
+            # a worker that cannot unpickle a block (descentlab missing or broken there) dies,
+            # and the tasks then wait for workers forever
+            alone = 0.0 if finished or self.client.nthreads() else alone + POLL_S
+            if alone >= NO_WORKERS_S:
+                raise DescentError(
+                    f"the Dask cluster has had no workers for {NO_WORKERS_S:g} s, with "
+                    f"{len(pending)} blocks left; a worker dies when it cannot import "
+                    "descentlab: install it on every worker"
+                )
         return out
 
     def close(self):
