@@ -55,6 +55,19 @@ def test_block_numbers_equal_a_direct_run():
     assert row["median_final_gap"] == pytest.approx(np.median(run.value_))
 
 
+def test_expected_running_time_counts_the_steps_each_start_took():
+    # gd at 0.1 on the six-hump camel: 37.5 % of 200 starts reach the target, 40.5 % diverge,
+    # and a diverged start has spent only the steps until it diverged (COCO's ERT)
+    block = Block("six_hump_camel", None, "gd", 0.1, 3, 200, 300, 1e-3, "tune", "eager")
+    row, first = run_block(block)
+    run = dl.descend("six_hump_camel", dl.random(200, seed=3), lr=0.1, steps=300, record="final")
+    diverged = run.status == "diverged"
+    assert 0.2 < diverged.mean() < 0.6 and 0.2 < row["success_rate"] < 0.6
+    assert (run.steps[diverged & (first < 0)] < 300).all()
+    spent = np.where(first >= 0, first, run.steps).sum()
+    assert row["ert_steps"] == pytest.approx(spent / (first >= 0).sum())
+
+
 def test_rates_are_chosen_on_the_tuning_seed_and_reported_on_fresh_ones(small):
     t = small.table
     tune, report = t[t.phase == "tune"], t[t.phase == "report"]

@@ -4,9 +4,8 @@ The protocol, after COCO's: a run is N random starts in the function's domain, S
 succeeds when ``f - f* <= target``, and its *steps to target* is the first step where it does.
 Learning rates are tuned on one seed (`seed`): per (function, optimizer) the rate with the
 highest success rate wins (ties: fewer steps to target, then fewer diverged starts, then the
-smaller final gap). The chosen
-rate is then run on `seeds` fresh seeds (``seed + 1, ...``), and those are the numbers reported,
-so no optimizer is judged on the starts its rate was picked on.
+smaller final gap). The chosen rate is then run on `seeds` fresh seeds (``seed + 1, ...``), and
+those are the numbers reported, so no optimizer is judged on the starts its rate was picked on.
 
 Every (function, optimizer, rate, seed) is one block of work, `run_block`; blocks run here, in
 order, or as Dask tasks on a cluster (``scheduler="local"`` starts a `LocalCluster`, or give
@@ -137,7 +136,9 @@ def run_block(block: Block) -> tuple[dict, np.ndarray]:
     first = np.where(reached, run.recorded[hit.argmax(axis=0)], -1)
     final_gap = run.value_ - objective.minimum_value
     successes = int(reached.sum())
-    spent = np.where(reached, first, block.steps).sum()  # COCO's expected running time
+    # COCO's expected running time: every start's steps until success, or all it took (a
+    # diverged one stops where it diverged), over the successes
+    spent = np.where(reached, first, run.steps_).sum()
     row = {
         "phase": block.phase,
         "function": objective.name,
