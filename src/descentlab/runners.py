@@ -41,13 +41,12 @@ def _unreachable(scheduler: str, exc: BaseException) -> str:
 
 
 def knock(address: str, seconds: float = KNOCK_S, answer: float = ANSWER_S) -> None:
-    """Connect to `address` within `seconds` and have Dask's handshake answered within
-    `answer` more, or raise a one-line
-    `DescentError`. `Client` bounds the TCP connect but not the handshake after it: pointed at
-    something that accepts and stays silent (an HTTP server, the dashboard's port 8787) it
-    waited forever, and a server that answered with text had its first bytes read as a frame
-    length (an allocation of exabytes). The knock runs in its own thread and event loop, so it
-    also works where a loop is already running (a notebook)."""
+    """Connect to `address` within `seconds` and have Dask's handshake answered within `answer`
+    more, or raise a one-line `DescentError`. `Client` bounds the TCP connect but not the
+    handshake after it: pointed at something that accepts and stays silent (an HTTP server, the
+    dashboard's port 8787) it waited forever, and a server that answered with text had its first
+    bytes read as a frame length (an allocation of exabytes). The knock runs in its own thread
+    and event loop, so it also works where a loop is already running (a notebook)."""
     import asyncio
     import threading
 
@@ -108,7 +107,10 @@ def check_workers(client, address: str) -> None:
             f"some with `dask worker {address}` (each with descentlab installed)"
         ) from None
     found = client.run(importlib.metadata.version, "descentlab", on_error="return")
-    mine = importlib.metadata.version("descentlab")
+    try:
+        mine = importlib.metadata.version("descentlab")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+        from . import __version__ as mine
     missing = sorted(w for w, v in found.items() if isinstance(v, BaseException))
     if missing:
         raise DescentError(
