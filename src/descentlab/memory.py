@@ -37,11 +37,20 @@ def empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     return torch.from_numpy(np.empty(shape, dtype=kind))
 
 
+def point_row_bytes(d: int, dtype) -> int:
+    """What one recorded row costs per point: its position, value and gradient norm."""
+    return (d + 2) * (torch.finfo(dtype).bits // 8)
+
+
+def memory_budget(max_memory: float | None = None) -> float:
+    """The memory a recording may take: `max_memory`, else 80 % of what is available."""
+    return max_memory if max_memory is not None else 0.8 * _available_memory()
+
+
 def check_recording(rows: int, n: int, d: int, dtype, max_memory, record) -> None:
-    size = torch.finfo(dtype).bits // 8
-    per_row = n * (d + 2) * size
+    per_row = n * point_row_bytes(d, dtype)
     need = rows * per_row
-    budget = max_memory if max_memory is not None else 0.8 * _available_memory()
+    budget = memory_budget(max_memory)
     if need <= budget:
         return
     fit = max(1, int(budget // per_row) - 1)

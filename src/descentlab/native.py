@@ -413,8 +413,9 @@ def sources(
     for what, then, result in (("values", "", "vv"), ("norms", parts["norm"], "ng")):
         body += Template(_AT_ROWS).substitute(parts, what=what, then=then, result=result)
     header = Template(_HEADER)
-    shape = dict(T=T, I="int" if dtype == torch.float32 else "long long", L=LANES, D=d)
-    shape.update(F="F", f="f") if dtype == torch.float32 else shape.update(F="", f="")
+    single = dtype == torch.float32  # C's float functions and macros end in f / F
+    shape = dict(T=T, I="int" if single else "long long", L=LANES, D=d)
+    shape.update(F="F" if single else "", f="f" if single else "")
     return [
         header.substitute(shape, NS=max(ns, 1), vector_math=math) + body
         for math in ("\n".join(declarations), "")

@@ -404,14 +404,14 @@ def _check_block_memory(dims, starts, steps, scheduler) -> None:
     """Refuse, before any work, a block whose recording cannot fit: every step's positions,
     values and norms in float32, as `run_block` records them. A `LocalCluster` runs one block
     per core at once; a remote cluster's memory is not known here."""
-    from .memory import _available_memory, _gb
+    from .memory import _gb, memory_budget, point_row_bytes
 
     if scheduler not in (None, "local"):
         return
     d = max(registry.get(name, dim).dim for name, dim in dims.items())
-    per_start = (steps + 1) * (d + 2) * 4
+    per_start = (steps + 1) * point_row_bytes(d, torch.float32)
     workers = (os.cpu_count() or 1) if scheduler == "local" else 1
-    budget = 0.8 * _available_memory() / workers
+    budget = memory_budget() / workers
     if starts * per_start <= budget:
         return
     where = f" per worker of {workers}" if workers > 1 else ""

@@ -419,8 +419,8 @@ class _Translator:
                 start, end, w = it
                 step = f"({end}) - ({start})"
                 return (
-                    f"({fabs}({w}) < {half} ? FMA({w}, {step}, {start})"
-                    f" : FMA(({w}) - {one}, {step}, {end}))"
+                    f"({fabs}({w}) < {half} ? {fma}({w}, {step}, {start})"
+                    f" : {fma}(({w}) - {one}, {step}, {end}))"
                 )
 
             return lerp

@@ -165,8 +165,10 @@ def update_rule(kind: str, nesterov: bool):
 
 
 # tensors of optimizer state per coordinate row, by kind
-STATE_SIZE = {"gd": 0, "sgd": 1, "adagrad": 1, "rmsprop": 1, "rmsprop_momentum": 2, "adam": 2}
-STATE_SIZE["adam_lerp"] = 2
+STATE_SIZE = {
+    **{"gd": 0, "sgd": 1, "adagrad": 1, "rmsprop": 1, "rmsprop_momentum": 2},
+    **{"adam": 2, "adam_lerp": 2},
+}
 
 
 def zero_state(kind: str, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
