@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
 import pandas as pd
@@ -305,42 +306,68 @@ def test_auto_builds_the_c_loop_for_a_sweep_whose_blocks_repay_it(small):
 
 
 class _Cluster:
-    """A Dask client's two calls that `check_workers` makes, answering as given."""
+    """A Dask client's calls that `check_workers` makes, answering as given: `answers` by
+    worker for `worker_version`, `installed` for the installed version's lookup."""
 
-    def __init__(self, versions, workers=True):
-        self.versions, self.workers = versions, workers
+    def __init__(self, answers, installed=None, workers=True):
+        self.answers, self.installed, self.workers = answers, installed or {}, workers
 
     def wait_for_workers(self, n, timeout=None):
         if not self.workers:
             raise TimeoutError
 
-    def run(self, function, *args, on_error="raise"):
-        return self.versions
+    def run(self, function, *args, workers=None, on_error="raise"):
+        from descentlab.runners import worker_version
+
+        if function is worker_version:
+            return dict(self.answers)
+        return {w: self.installed.get(w, PackageNotFoundError("descentlab")) for w in workers}
 
 
 def test_a_cluster_that_cannot_run_the_blocks_is_named_before_any_work():
-    from importlib.metadata import PackageNotFoundError, version
-
     from descentlab.runners import check_workers
 
     mine = version("descentlab")
     check_workers(_Cluster({"tcp://a:1": mine, "tcp://b:1": mine}), "tcp://s:8786")
     with pytest.raises(dl.DescentError, match=r"has no workers after .* `dask worker tcp://s"):
         check_workers(_Cluster({}, workers=False), "tcp://s:8786")
-    missing = {"tcp://a:1": mine, "tcp://b:1": PackageNotFoundError("descentlab")}
+    # what Dask sends back for a worker that cannot unpickle worker_version
+    absent = Exception("ModuleNotFoundError(\"No module named 'descentlab'\")")
     with pytest.raises(dl.DescentError, match=r"not installed on 1 of 2 .*first: tcp://b:1"):
-        check_workers(_Cluster(missing), "tcp://s:8786")
+        check_workers(_Cluster({"tcp://a:1": mine, "tcp://b:1": absent}), "tcp://s:8786")
+    broken = Exception("ImportError('no pandas here')")
     with pytest.raises(
-        dl.DescentError, match=rf"workers run descentlab 0\.0\.1, this process {mine}"
+        dl.DescentError,
+        match=r"does not import on 1 of 2 .*\(first: tcp://b:1: ImportError: no pandas here\)",
     ):
-        check_workers(_Cluster({"tcp://a:1": mine, "tcp://b:1": "0.0.1"}), "tcp://s:8786")
+        check_workers(_Cluster({"tcp://a:1": mine, "tcp://b:1": broken}), "tcp://s:8786")
+    with pytest.raises(
+        dl.DescentError,
+        match=r"not installed on 1 of 3 .*first: tcp://b:1.* does not import on 1 of 3 .*tcp://c",
+    ):
+        check_workers(
+            _Cluster({"tcp://a:1": mine, "tcp://b:1": absent, "tcp://c:1": broken}), "tcp://s"
+        )
+    # an older descentlab has no worker_version to unpickle: its installed version is named
+    older = Exception("AttributeError(\"Can't get attribute 'worker_version'\")")
+    for answers, installed in [
+        ({"tcp://a:1": mine, "tcp://b:1": "0.0.1"}, {}),
+        ({"tcp://a:1": mine, "tcp://b:1": older}, {"tcp://b:1": "0.0.1"}),
+    ]:
+        with pytest.raises(
+            dl.DescentError, match=rf"workers run descentlab 0\.0\.1, this process {mine}"
+        ):
+            check_workers(_Cluster(answers, installed), "tcp://s:8786")
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(120, method="thread")
-def test_workers_that_die_on_every_block_end_the_run_with_a_message(tmp_path, monkeypatch):
-    # a worker whose descentlab does not import dies unpickling a block; Dask then waited for
-    # workers forever
+def test_workers_whose_descentlab_does_not_import_are_named_and_dying_workers_end_the_run(
+    tmp_path, monkeypatch
+):
+    # a worker whose descentlab does not import dies unpickling a block, and Dask then waited
+    # for workers forever: check_workers names such a worker before any block is sent, and
+    # should a worker die on every block anyway, the run ends once none is left
     require_module("distributed")
     from distributed import LocalCluster
 
@@ -353,10 +380,16 @@ def test_workers_that_die_on_every_block_end_the_run_with_a_message(tmp_path, mo
     # process has descentlab imported already)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(runners, "NO_WORKERS_S", 6.0)
+    kw = dict(functions=["sphere"], optimizers=["gd"], lrs=[0.01], starts=4, steps=3)
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True) as cluster:
         began = time.perf_counter()
+        with pytest.raises(
+            dl.DescentError,
+            match=r"does not import on 1 of 1 Dask workers .*ImportError: descentlab is broken",
+        ):
+            bench(**kw, scheduler=cluster.scheduler_address)
+        assert time.perf_counter() - began < 10
+        monkeypatch.setattr(runners, "check_workers", lambda client, address: None)
         with pytest.raises(dl.DescentError, match="no workers for 6 s"):
-            bench(
-                ["sphere"], ["gd"], [0.01], starts=4, steps=3, scheduler=cluster.scheduler_address
-            )
+            bench(**kw, scheduler=cluster.scheduler_address)
     assert time.perf_counter() - began < 90

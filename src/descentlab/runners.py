@@ -7,6 +7,9 @@ so a sweep cut short by Ctrl-C can keep them.
 
 from __future__ import annotations
 
+import importlib.metadata
+import re
+
 from .errors import DescentError
 
 
@@ -93,12 +96,28 @@ NO_WORKERS_S = 20.0  # how long it waits on a cluster without workers
 WORKERS_S = 10.0  # how long a new run waits for a cluster's first worker
 
 
+def version() -> str:
+    """This descentlab's version: the installed package's, else (a source tree) `__version__`."""
+    try:
+        return importlib.metadata.version("descentlab")
+    except importlib.metadata.PackageNotFoundError:
+        from . import __version__
+
+        return __version__
+
+
+def worker_version() -> str:
+    """Run on each worker by `check_workers`: it imports everything a block needs (sent by
+    reference, it imports descentlab itself before it runs), then returns `version()`."""
+    from . import sweep  # noqa: F401
+
+    return version()
+
+
 def check_workers(client, address: str) -> None:
     """A cluster that can run the blocks: at least one worker (within `WORKERS_S`), and every
-    worker with this process's descentlab version installed. A task sent to a worker without
-    descentlab kills the worker, and the run would then wait forever."""
-    import importlib.metadata
-
+    worker able to import this process's descentlab version. A block sent to a worker that
+    cannot import it kills the worker, and Dask then waits for workers forever."""
     try:
         client.wait_for_workers(1, timeout=WORKERS_S)
     except TimeoutError:
@@ -106,23 +125,47 @@ def check_workers(client, address: str) -> None:
             f"the Dask scheduler at {address} has no workers after {WORKERS_S:g} s; start "
             f"some with `dask worker {address}` (each with descentlab installed)"
         ) from None
-    found = client.run(importlib.metadata.version, "descentlab", on_error="return")
-    try:
-        mine = importlib.metadata.version("descentlab")
-    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
-        from . import __version__ as mine
-    missing = sorted(w for w, v in found.items() if isinstance(v, BaseException))
-    if missing:
-        raise DescentError(
-            f"descentlab is not installed on {len(missing)} of {len(found)} Dask workers "
-            f"(first: {missing[0]}); pip install 'descentlab[scale]=={mine}' on each"
+    found = client.run(worker_version, on_error="return")
+    mine = version()
+    failed = {w: e for w, e in sorted(found.items()) if isinstance(e, BaseException)}
+    if failed:
+        # an older descentlab lacks worker_version: its installed version says so
+        installed = client.run(
+            importlib.metadata.version, "descentlab", workers=list(failed), on_error="return"
         )
+        found.update({w: v for w, v in installed.items() if isinstance(v, str) and v != mine})
+        failed = {w: e for w, e in failed.items() if isinstance(found[w], BaseException)}
+    texts = {w: _error_text(e) for w, e in failed.items()}
+    absent = [w for w, t in texts.items() if "No module named 'descentlab'" in t]
+    broken = [w for w in texts if w not in absent]
+    problems = []
+    if absent:
+        problems.append(
+            f"descentlab is not installed on {len(absent)} of {len(found)} Dask workers "
+            f"(first: {absent[0]}); pip install 'descentlab[scale]=={mine}' on each"
+        )
+    if broken:
+        problems.append(
+            f"descentlab does not import on {len(broken)} of {len(found)} Dask workers "
+            f"(first: {broken[0]}: {texts[broken[0]]}); install descentlab[scale]=={mine} "
+            "there again"
+        )
+    if problems:
+        raise DescentError("; ".join(problems))
     other = sorted({v for v in found.values() if v != mine})
     if other:
         raise DescentError(
             f"Dask workers run descentlab {', '.join(other)}, this process {mine}; install "
             f"the same version on each, so every block computes the same way"
         )
+
+
+def _error_text(error: BaseException) -> str:
+    """'ImportError: why', also where Dask wrapped it (a worker that cannot even unpickle the
+    function sends back ``Exception("ImportError('why')")``)."""
+    text = f"{type(error).__name__}: {error}"
+    inner = re.fullmatch(r"Exception: (\w+)\((['\"])(.*)\2\)", text, flags=re.S)
+    return f"{inner[1]}: {inner[3]}" if inner else text
 
 
 class DaskRunner:
