@@ -143,6 +143,8 @@ def test_options_and_momentum_reach_the_optimizer(tmp_path):
         (["descend", "himmelblau", "--start", "0,0", "-o", "nope"], "key=value"),
         (["descend", "himmelblau", "--grid", "1000", "--steps", "100000"], "record='final'"),
         (["show", "rastrign"], "did you mean 'rastrigin'"),
+        # printed as typed: Rich markup took "[blau]" (and "descentlab[scale]") for a style
+        (["show", "himmel[blau]"], "unknown function 'himmel[blau]'"),
     ],
 )
 def test_errors_are_one_line_and_exit_non_zero(args, message):

@@ -20,6 +20,7 @@ import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from . import cli_bench, cli_fit
 from . import functions as registry
@@ -35,8 +36,14 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Gradient descent you can see and measure.",
 )
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# no markup: messages and names are printed as they are ("pip install 'descentlab[scale]'"
+# would lose its "[scale]" as a style tag); styles are set with `Text`
+out = Console(highlight=False, markup=False)
+err = Console(stderr=True, highlight=False, markup=False)
+
+
+def _error_line(message: object) -> Text:
+    return Text.assemble(("error:", "bold red"), f" {message}")
 
 
 def _friendly(command):
@@ -47,12 +54,10 @@ def _friendly(command):
         try:
             return command(*args, **kwargs)
         except DescentError as exc:
-            err.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
+            err.print(_error_line(exc), soft_wrap=True)
             raise typer.Exit(2) from None
         except OSError as exc:
-            err.print(
-                f"[bold red]error:[/] {exc.strerror or exc}: {exc.filename or ''}", soft_wrap=True
-            )
+            err.print(_error_line(f"{exc.strerror or exc}: {exc.filename or ''}"), soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper
@@ -105,7 +110,7 @@ def show(
 ) -> None:
     """Show one function: formula, domain and every global minimum."""
     obj = registry.get(name, dim)
-    out.print(f"[bold]{obj.name}[/]  (dimension {obj.dim})")
+    out.print(Text.assemble((obj.name, "bold"), f"  (dimension {obj.dim})"))
     out.print(f"f(x) = {obj.formula}")
     out.print(f"domain: {_domain(obj)}")
     out.print(f"global minimum f* = {obj.minimum_value!r} at {len(obj.minima)} point(s):")

@@ -17,8 +17,8 @@ from rich.table import Table
 from . import sweep
 from .errors import DescentError
 
-out = Console()
-err = Console(stderr=True)
+out = Console(highlight=False, markup=False)  # as `cli`'s: text printed as it is
+err = Console(stderr=True, highlight=False, markup=False)
 
 
 def _names(text: str, label: str) -> list[str]:
