@@ -7,6 +7,7 @@ import math
 import pickle
 import subprocess
 import sys
+import threading
 import warnings
 
 import numpy as np
@@ -354,3 +355,38 @@ def test_without_libmvec_the_loop_is_built_on_scalar_math(tmp_path, monkeypatch)
     assert c.meta["kernel"] == "c" and len(built) == 1 and "cos(" in built[0]
     assert len(list(tmp_path.glob("c/*.failed"))) == 1  # not tried again for the same source
     np.testing.assert_allclose(c.x, e.x, rtol=0, atol=1e-9)
+
+
+def test_many_loops_are_built_at_once_and_then_loaded_not_built(tmp_path, monkeypatch):
+    # a sweep's loops, built together (one compiler per core) before its blocks; each block
+    # then finds its loop on disk
+    monkeypatch.setenv("DESCENTLAB_KERNEL_CACHE", str(tmp_path))
+    for cache in ("_KERNELS", "_LIBRARIES", "_CHECKED", "_SOURCES"):
+        monkeypatch.setattr(native, cache, {})
+    real, threads = native._compile, set()
+
+    def counted(cc, text, folder, lib):
+        threads.add(threading.get_ident())
+        real(cc, text, folder, lib)
+
+    monkeypatch.setattr(native, "_compile", counted)
+    setting = (2, torch.float32, "cpu", math.inf, None, False)  # c_kernel's, after the plan
+    runs = [
+        (functions.get(name), optimizers.resolve(opt, 0.01), *setting)
+        for name in ("sphere", "himmelblau")
+        for opt in ("gd", "adam")
+    ]
+    compiled.c_prebuild(runs)
+    assert len(list(tmp_path.glob("c/*.so"))) == 4
+    assert threads and threading.get_ident() not in threads  # built off this thread
+
+    def refuse(*args):
+        raise AssertionError("built again")
+
+    monkeypatch.setattr(native, "_compile", refuse)
+    start = dl.grid(5, bounds=(-3, 3))
+    for obj, plan, *_ in runs:
+        c = dl.descend(obj.name, start, optimizer=plan.name, lr=0.01, steps=20, engine="compiled")
+        e = dl.descend(obj.name, start, optimizer=plan.name, lr=0.01, steps=20, engine="eager")
+        assert c.meta["kernel"] == "c"
+        np.testing.assert_allclose(c.x, e.x, rtol=1e-5, atol=1e-6)

@@ -152,8 +152,7 @@ def worth_compiling(
 
     work = n * steps
     c = USE_C and torch.device(device).type == "cpu"
-    nesterov = bool(plan.kwargs.get("nesterov", False))
-    c_args = (objective, kind_of(plan), nesterov, d, dtype, order, box is not None, tol_set)
+    c_args = _native_args(objective, plan, d, dtype, device, order, box, tol_set)
     if c and native.loaded(*c_args):  # the C loop serves every record mode
         return True
     key = _key(objective, plan, d, dtype, device, order, box, tol_set)
@@ -187,12 +186,25 @@ def c_kernel(objective, plan, d, dtype, device, order, box, tol_set):
 
     if not USE_C or torch.device(device).type != "cpu":
         return None
-    nesterov = bool(plan.kwargs.get("nesterov", False))
     try:
-        clamp = box is not None
-        return native.kernel(objective, kind_of(plan), nesterov, d, dtype, order, clamp, tol_set)
+        return native.kernel(*_native_args(objective, plan, d, dtype, device, order, box, tol_set))
     except native.Unsupported:
         return None
+
+
+def c_prebuild(runs: list[tuple]) -> None:
+    """Build at once the C loops of many runs, each given as `c_kernel`'s arguments
+    (`native.prebuild`); `c_kernel` then loads them."""
+    from . import native
+
+    if USE_C:
+        native.prebuild([_native_args(*run) for run in runs if torch.device(run[4]).type == "cpu"])
+
+
+def _native_args(objective, plan, d, dtype, device, order, box, tol_set) -> tuple:
+    """`c_kernel`'s arguments as `native.kernel` takes them."""
+    nesterov = bool(plan.kwargs.get("nesterov", False))
+    return (objective, kind_of(plan), nesterov, d, dtype, order, box is not None, tol_set)
 
 
 def _iteration(fn: Callable, kind: str, nesterov: bool, order: float, clamp: bool):

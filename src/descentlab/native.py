@@ -32,6 +32,7 @@ CPU ``add_(g, alpha=-lr)`` is one fused multiply-add): positions agree to float 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import math
@@ -492,6 +493,18 @@ def build(text: str) -> ctypes.CDLL:
     lib = library_path(text)
     if lib.name in _LIBRARIES:
         return _LIBRARIES[lib.name]
+    _build_file(text, lib)
+    try:
+        loaded = ctypes.CDLL(str(lib))
+    except OSError as exc:
+        lib.unlink(missing_ok=True)
+        raise Unsupported(f"the built kernel does not load ({exc})") from None
+    _LIBRARIES[lib.name] = loaded
+    return loaded
+
+
+def _build_file(text: str, lib: Path) -> None:
+    """`lib` built from `text` unless it is on disk; a source that failed is not tried again."""
     failed = lib.with_suffix(".failed")
     if failed.is_file():
         raise Unsupported(failed.read_text().strip())
@@ -500,15 +513,38 @@ def build(text: str) -> ctypes.CDLL:
         try:
             _compile(compiler(), text, lib.parent, lib)
         except Unsupported as exc:
-            failed.write_text(str(exc))  # not tried again for the same source
+            failed.write_text(str(exc))
             raise
-    try:
-        loaded = ctypes.CDLL(str(lib))
-    except OSError as exc:
-        lib.unlink(missing_ok=True)
-        raise Unsupported(f"the built kernel does not load ({exc})") from None
-    _LIBRARIES[lib.name] = loaded
-    return loaded
+
+
+def prebuild(runs: list[tuple]) -> None:
+    """Build the loops for many runs' settings (`kernel`'s arguments) at once, one compiler
+    per core, so that `kernel` then finds each on disk: a sweep's loops, which its blocks
+    would otherwise build one after another. Tracing stays in this thread; a loop that
+    cannot be written or built is left for `kernel` to report."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    todo = {}
+    for settings in runs:
+        key = _key(*settings)
+        if isinstance(_KERNELS.get(key), Kernel):
+            continue
+        try:
+            text = _sources(key, *settings)[0]
+            lib = library_path(text)
+        except Unsupported:
+            continue
+        if lib.name not in _CHECKED and not lib.is_file():
+            todo[lib] = text
+    if len(todo) < 2:
+        return
+
+    def one(item: tuple[Path, str]) -> None:
+        with contextlib.suppress(Unsupported):
+            _build_file(item[1], item[0])
+
+    with ThreadPoolExecutor(min(len(todo), os.cpu_count() or 1)) as pool:
+        list(pool.map(one, todo.items()))
 
 
 def _compile(cc: str, text: str, folder: Path, lib: Path) -> None:

@@ -91,26 +91,37 @@ class Block:
     engine: str = "auto"
 
 
-def _engine(engine: str, objective, optimizer: str, lr: float, starts: int, work_steps: int):
-    """The engine for every block of one (function, optimizer): with ``auto``, the C loop
-    (`native`) when its build repays over all of them together (one block alone never would:
-    1,000 starts x 500 steps take 0.2-0.4 s eager, a build 0.3-0.6 s), built here and named
-    ``compiled`` for every block, else ``eager``: decided once, here, so local and Dask runs
-    use the same arithmetic."""
+def _engines(engine: str, dims: dict, optimizers, lr: float, starts: int, work_steps: int):
+    """The engine for every block of each (function, optimizer), decided once, here, so local
+    and Dask runs use the same arithmetic: with ``auto``, the C loop (`native`) where its build
+    repays over all of that pair's blocks together (one block alone never would: 1,000 starts
+    x 500 steps take 0.2-0.4 s eager, a build 0.3-0.6 s), named ``compiled``, else ``eager``
+    (not ``auto``: a fresh Dask worker would decide otherwise). The loops are built together
+    first, one compiler per core (`compiled.c_prebuild`)."""
     from . import compiled
 
-    if engine != "auto":
-        return engine
-    plan = optimizer_registry.resolve(optimizer, lr)
-    if compiled.unsupported(objective, plan, "autograd") is not None:
-        return "eager"
-    # as run_block's runs: float32 on the CPU, max-norm, no bounds, every step recorded, no tol
-    setting = (objective.dim, torch.float32, "cpu", math.inf, None)
-    if not compiled.worth_compiling(
-        objective, plan, starts, work_steps, *setting, 1, False, single=False
-    ):
-        return "eager"  # not "auto": a fresh Dask worker would decide otherwise
-    return "compiled" if compiled.c_kernel(objective, plan, *setting, False) else "eager"
+    pairs = [(f, o) for f in dims for o in optimizers]
+    if engine not in ("auto", "compiled"):
+        return dict.fromkeys(pairs, engine)
+    runs = {}
+    for f, o in pairs:
+        objective, plan = registry.get(f, dims[f]), optimizer_registry.resolve(o, lr)
+        if compiled.unsupported(objective, plan, "autograd") is not None:
+            continue
+        # as run_block's runs: float32 on the CPU, max-norm, no bounds, every step recorded
+        setting = (objective.dim, torch.float32, "cpu", math.inf, None)
+        if engine == "auto" and not compiled.worth_compiling(
+            objective, plan, starts, work_steps, *setting, 1, False, single=False
+        ):
+            continue
+        runs[f, o] = (objective, plan, *setting, False)
+    compiled.c_prebuild(list(runs.values()))
+    if engine == "compiled":
+        return dict.fromkeys(pairs, engine)
+    return {
+        pair: "compiled" if pair in runs and compiled.c_kernel(*runs[pair]) else "eager"
+        for pair in pairs
+    }
 
 
 def run_block(block: Block) -> tuple[dict, np.ndarray]:
@@ -282,11 +293,7 @@ def bench(
         _table_format(out)  # a bad extension fails before any work
     check_engine(engine)
     blocks = len(lrs) + seeds  # per (function, optimizer)
-    engines = {
-        (f, o): _engine(engine, registry.get(f, dims[f]), o, lrs[0], starts, steps * blocks)
-        for f in names
-        for o in optimizers
-    }
+    engines = _engines(engine, dims, optimizers, lrs[0], starts, steps * blocks)
     runner = runner_for(scheduler)
     try:
         tune = [
