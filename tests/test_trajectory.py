@@ -70,6 +70,24 @@ def test_reached_and_summary_agree(camel):
     assert s["converged"] + s["running"] + s["diverged"] + s["interrupted"] == camel.n_points
 
 
+def test_reached_is_the_nearest_minimum_within_tol_in_chunks(monkeypatch):
+    # Himmelblau's four minima from a grid that reaches all of them, stops short of them
+    # (lr too small for 40 steps) and diverges; chunks of 7 points, against all the
+    # distances at once
+    from descentlab import trajectory
+
+    run = dl.descend("himmelblau", dl.grid(15, bounds=(-6, 6)), lr=0.02, steps=40, blowup=8)
+    monkeypatch.setattr(trajectory, "_CHUNK", 7)
+    for tol in (1e-2, 0.5, 3.0):
+        got = run.reached(tol)
+        dist = np.linalg.norm(run.x[:, None, :] - np.array(run.minima)[None], axis=-1)
+        near = dist.argmin(axis=1)
+        ok = (dist.min(axis=1) <= tol) & (run.status != "diverged")
+        np.testing.assert_array_equal(got, np.where(ok, near, -1))
+    assert {-1, 0, 1, 2, 3} <= set(run.reached(0.5).tolist())
+    assert (run.status == "diverged").any()
+
+
 def test_to_frame_long_and_final(camel):
     long = camel.to_frame()
     assert len(long) == camel.path.shape[0] * camel.n_points

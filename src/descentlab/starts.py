@@ -121,8 +121,9 @@ def declared_dim(start) -> int | None:
 def _as_array(start) -> np.ndarray:
     if isinstance(start, (str, bytes)):
         raise StartError(f"start must be numbers, got the string {start!r}")
-    if isinstance(start, torch.Tensor):
-        return start.detach().cpu().to(torch.float64).numpy()
+    if isinstance(start, torch.Tensor):  # read, not written: `resolve` copies it
+        t = start.detach().cpu()
+        return (t if t.dtype in (torch.float32, torch.float64) else t.to(torch.float64)).numpy()
     try:
         arr = np.asarray(start)
         if arr.dtype.kind != "f":  # float32 and float64 arrays are used as they are
