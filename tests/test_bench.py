@@ -165,7 +165,7 @@ def test_report_pictures_and_page(small, tmp_path):
         (dict(optimizers=["gd", "gd"]), "same entry twice"),
         (
             dict(starts=10**9, steps=10**4),
-            r"records 160016\.0 GB, but .* available; use starts <= [\d,]+ or fewer steps",
+            r"needs 160065\.0 GB, but .* available; use starts <= [\d,]+ or fewer steps",
         ),
     ],
 )

@@ -46,6 +46,59 @@ def test_grid_and_random_need_bounds_without_a_domain():
     assert run.n_points == 25
 
 
+def test_a_grid_lists_every_combination_of_its_axes_in_the_runs_dtype():
+    # point i0 + 3 i1 + 12 i2 is (a0[i0], a1[i1], a2[i2]), each axis computed in float64
+    bounds = ((-1.0, 1.0), (0.0, 2.0), (5.0, 6.0))
+    axes = [
+        torch.linspace(lo, hi, c, dtype=torch.float64).numpy()
+        for (lo, hi), c in zip(bounds, (3, 4, 2), strict=True)
+    ]
+    for dtype in (torch.float32, torch.float64):
+        pts = dl.grid((3, 4, 2), bounds=bounds).points(3, dtype=dtype)
+        assert pts.dtype == dtype and pts.shape == (24, 3)
+        want = [
+            [a[i] for a, i in zip(axes, (i0, i1, i2), strict=True)]
+            for i2 in range(2)
+            for i1 in range(4)
+            for i0 in range(3)
+        ]
+        np.testing.assert_array_equal(pts.numpy(), np.array(want).astype(pts.numpy().dtype))
+    assert dl.grid((1, 3), bounds=((0, 2), (0, 1))).points(2)[:, 0].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_starts_and_runs_that_cannot_fit_are_refused_with_the_figure(monkeypatch):
+    from descentlab import memory
+
+    monkeypatch.setattr(memory, "_available_memory", lambda: 2.5e7)  # 20 MB to use
+    # float32 points built from float64 values: 2 x (4 + 8) bytes a point
+    with pytest.raises(
+        dl.MemoryNeedError,
+        match=r"random start of 1,000,000 points in 2-D "
+        r"takes 24\.0 MB, but 20\.0 MB is available; use at most 833,333 points",
+    ):
+        dl.random(1_000_000, bounds=(-1, 1)).points(2)
+    # gd's run, record='final': positions, value, norm (4 bytes each), status, step count,
+    # 25 bytes a point, refused before a grid start (8 bytes a point more) is built
+    with pytest.raises(
+        dl.MemoryNeedError,
+        match=r"1,000,000 points in 2-D needs at least 33\.0 MB but 20\.0 MB is available; "
+        r"use at most 606,060 points$",
+    ):
+        dl.descend("himmelblau", dl.grid(1000), steps=2, record="final")
+    assert dl.descend("himmelblau", dl.grid(778), steps=2, record="final").n_points == 605_284
+    # starts given as an array are there already
+    with pytest.raises(dl.MemoryNeedError, match=r"needs at least 25\.0 MB.* 800,000 points$"):
+        dl.descend("himmelblau", np.zeros((1_000_000, 2), np.float32), steps=2, record="final")
+    # Adam's two moments: 16 bytes more
+    with pytest.raises(dl.MemoryNeedError, match=r"use at most 408,163 points"):
+        dl.descend("himmelblau", dl.grid(778), steps=2, record="final", optimizer="adam")
+    # recording every step: 16 bytes a point a row on top, and record='final' suggested
+    with pytest.raises(
+        dl.MemoryNeedError, match=r"\(16\.0 MB of it the recording\).*or record='final'"
+    ):
+        dl.descend("himmelblau", dl.grid(1000), steps=0)
+
+
 def test_huge_grids_are_refused():
     with pytest.raises(dl.StartError, match="points; use fewer"):
         dl.descend("rastrigin", dl.grid(1000), dim=4)

@@ -34,6 +34,7 @@ from .objective import as_bounds
 from .problem import resolve as resolve_problem
 from .progress import Progress, interrupt_flag
 from .trajectory import CONVERGED, DIVERGED, INTERRUPTED, Trajectory
+from .updates import state_tensors
 from .walkers import Recorder, Walkers
 
 _DTYPES = {
@@ -89,7 +90,9 @@ def descend(
         dim: dimension for d-dimensional registered functions (``dim=5`` for Rastrigin 5-D).
         blowup: a point with a coordinate beyond this magnitude is diverged (default
             1e6 × the largest magnitude among the starts, the domain and 1).
-        max_memory: bytes the recording may use (default 80% of available memory).
+        max_memory: bytes the recording may use (default 80% of available memory). A run
+            whose own arrays and recording together exceed 80% of available memory is refused
+            before it starts (`MemoryNeedError`), as is a grid or random start too large.
         engine: ``"eager"`` (torch.optim, autograd, every feature), ``"compiled"`` (for gd,
             momentum, nesterov, adagrad, rmsprop and adam with autograd gradients: on the CPU
             the gradient, the update and every stop rule written out as one C loop and built
@@ -119,18 +122,29 @@ def descend(
     check_engine(engine)
     _check_hyper(optimizer, hyper)
     plan = optimizers.resolve(optimizer, lr, **hyper)
+    rows = 1 if every is None else steps // every + 1 + (steps % every != 0)
+
+    def check_memory(n: int, d: int, unbuilt: bool = True) -> None:  # before a grid is built
+        state, on_cpu = state_tensors(plan), device.type == "cpu"
+        check_recording(rows, n, d, dtype, max_memory, record, state, on_cpu, unbuilt)
+
     problem = resolve_problem(
-        f, start, dim=dim, dtype=dtype, device=device, need_grad=grad == "autograd"
+        f,
+        start,
+        dim=dim,
+        dtype=dtype,
+        device=device,
+        need_grad=grad == "autograd",
+        check=check_memory,
     )
     objective, x0 = problem.objective, problem.x0
     n, d = x0.shape
+    check_memory(n, d, unbuilt=False)
     box = _clamp_box(bounds, d, x0)
     low, high = torch.aminmax(x0)  # (x0.abs().max() writes an |x0| copy first: 3x slower)
     largest = max(-float(low), float(high))
     limit = blowup or 1e6 * max(1.0, largest, *_domain_scale(objective.domain))
     limit = min(limit, torch.finfo(dtype).max)  # finite in the dtype: an infinite x is beyond it
-    rows = 1 if every is None else steps // every + 1 + (steps % every != 0)
-    check_recording(rows, n, d, dtype, max_memory, record)
 
     settings = Settings(steps, tol, order, limit, every, box)
     rec = Recorder(rows, n, d, dtype)

@@ -43,7 +43,11 @@ class OptimizerError(DescentError):
     """An optimizer that cannot be built or cannot run on a batch correctly."""
 
 
-class RecordingError(DescentError):
+class MemoryNeedError(DescentError):
+    """Work that would not fit in memory: starting points, a run, a sweep's block."""
+
+
+class RecordingError(MemoryNeedError):
     """A recording that would not fit in memory."""
 
 

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import torch
 
-from .errors import RecordingError
+from .errors import MemoryNeedError, RecordingError
 
 
 def _available_memory() -> float:
@@ -42,31 +42,85 @@ def point_row_bytes(d: int, dtype) -> int:
     return (d + 2) * (torch.finfo(dtype).bits // 8)
 
 
+def run_point_bytes(d: int, dtype, state: int) -> int:
+    """What a run holds per point besides its starts and its recording, at the least: the C
+    loop's positions, `state` optimizer tensors like them, value, gradient norm, status and
+    step count. The eager loop holds the gradient and the previous positions too, and
+    autograd f's intermediate values while it evaluates."""
+    b = torch.finfo(dtype).bits // 8
+    return (1 + state) * d * b + 2 * b + 9
+
+
+def check_start_memory(what: str, n: int, d: int, dtype, scratch: int) -> None:
+    """Refuse starting points that cannot be built: n x d of them in `dtype`, and `scratch`
+    bytes per coordinate on the way."""
+    per_point = d * (torch.finfo(dtype).bits // 8 + scratch)
+    budget = memory_budget()
+    if n * per_point > budget:
+        raise MemoryNeedError(
+            f"{what} of {n:,} points in {d}-D takes {_gb(n * per_point)}, but {_gb(budget)} is "
+            f"available; use at most {int(budget // per_point):,} points"
+        )
+
+
 def memory_budget(max_memory: float | None = None) -> float:
     """The memory a recording may take: `max_memory`, else 80 % of what is available."""
     return max_memory if max_memory is not None else 0.8 * _available_memory()
 
 
-def check_recording(rows: int, n: int, d: int, dtype, max_memory, record) -> None:
+def check_recording(
+    rows: int,
+    n: int,
+    d: int,
+    dtype,
+    max_memory,
+    record,
+    state: int = 0,
+    on_cpu: bool = True,
+    unbuilt: bool = False,
+) -> None:
+    """Refuse, before anything is allocated, a recording over `max_memory` (default 80 % of
+    what is available), or, on the CPU, a run whose recording and working memory
+    (`run_point_bytes`, with `state` optimizer tensors per point, and the starting points
+    where they are `unbuilt` yet) do not fit in what is available. There a final state alone
+    is kept as the run's own arrays, not a copy."""
+    rows = 0 if record == "final" and on_cpu else rows
     per_row = n * point_row_bytes(d, dtype)
     need = rows * per_row
     budget = memory_budget(max_memory)
-    if need <= budget:
+    if need > budget:
+        fit = max(1, int(budget // per_row) - 1)
+        every = max(2, math.ceil(rows / fit))
+        if record == "final":
+            advice = f"use at most {max(1, int(budget // point_row_bytes(d, dtype))):,} points"
+        else:
+            advice = (
+                f"use record='final', record={every} (every {_ordinal(every)} step), or fewer "
+                "points"
+            )
+        what = (
+            "every step"
+            if record == "all"
+            else "the final state"
+            if record == "final"
+            else f"every {_ordinal(record)} step"
+        )
+        raise RecordingError(
+            f"recording {what} of {n:,} points in {d}-D ({rows:,} rows) needs {_gb(need)} but "
+            f"{_gb(budget)} is available; {advice}"
+        )
+    if not on_cpu:  # the run's own arrays are in the device's memory
         return
-    fit = max(1, int(budget // per_row) - 1)
-    every = max(2, math.ceil(rows / fit))
-    what = (
-        "every step"
-        if record == "all"
-        else f"every {_ordinal(record)} step"
-        if record != "final"
-        else "the final state"
-    )
-    raise RecordingError(
-        f"recording {what} of {n:,} points in {d}-D ({rows:,} rows) needs {_gb(need)} but "
-        f"{_gb(budget)} is available; use record='final', record={every} "
-        f"(every {_ordinal(every)} step), or fewer points"
-    )
+    per_point = run_point_bytes(d, dtype, state) + rows * point_row_bytes(d, dtype)
+    per_point += d * (torch.finfo(dtype).bits // 8) if unbuilt else 0
+    available = memory_budget()
+    if n * per_point > available:
+        part = f" ({_gb(need)} of it the recording)" if rows else ""
+        raise MemoryNeedError(
+            f"a run of {n:,} points in {d}-D needs at least {_gb(n * per_point)}{part} but "
+            f"{_gb(available)} is available; use at most {max(1, int(available // per_point)):,}"
+            " points" + (", or record='final'" if rows else "")
+        )
 
 
 def _ordinal(k: int) -> str:

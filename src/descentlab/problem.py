@@ -46,7 +46,17 @@ def resolve(
     dtype: torch.dtype = torch.float32,
     device: str | torch.device = "cpu",
     need_grad: bool = True,
+    check: Callable[[int, int], None] | None = None,
 ) -> Problem:
+    """`check(n, d)`, where given, is called before a grid or random start of n points is
+    built (to refuse work that cannot fit before allocating the points)."""
+
+    def points(d: int, domain):
+        n = starts.count(start, d)
+        if check is not None and n is not None:
+            check(n, d)
+        return starts.resolve(start, d, domain, dtype, device)
+
     if isinstance(f, Objective):
         obj = f
     elif isinstance(f, str):
@@ -58,7 +68,7 @@ def resolve(
                 "cannot tell the dimension of f from a grid or random start without bounds; "
                 "pass dim= or bounds with one (lo, hi) per axis"
             )
-        x0, single, shape = starts.resolve(start, d, None, dtype, device)
+        x0, single, shape = points(d, None)
         obj = adapt_callable(f, d, x0[0], need_grad=need_grad)
         return Problem(obj, x0, single, shape)
     else:
@@ -68,5 +78,5 @@ def resolve(
         )
     # grids and random starts cover the function's view where it has one (Easom: the domain
     # is ±100 but everything happens within 5 of (π, π)), else its domain
-    x0, single, shape = starts.resolve(start, obj.dim, obj.view or obj.domain, dtype, device)
+    x0, single, shape = points(obj.dim, obj.view or obj.domain)
     return Problem(obj, x0, single, shape)

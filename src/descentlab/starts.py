@@ -11,12 +11,14 @@ grid's values reshape to ``(n_y, n_x)`` — the layout of contour plots.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .errors import StartError
+from .memory import check_start_memory
 from .objective import Bounds, as_bounds
 
 MAX_GRID_POINTS = 10**9
@@ -42,15 +44,20 @@ class Grid:
                 f"grid of {' x '.join(map(str, counts))} is {total:.3g} points; use fewer per "
                 "axis or dl.random(n) for high dimensions"
             )
-        axes = [
-            torch.linspace(lo, hi, c, dtype=torch.float64)
-            if c > 1
-            else torch.tensor([(lo + hi) / 2], dtype=torch.float64)
-            for (lo, hi), c in zip(box, counts, strict=True)
-        ]
-        mesh = torch.meshgrid(*reversed(axes), indexing="ij")
-        flat = torch.stack([m.reshape(-1) for m in reversed(mesh)], dim=-1)
-        return flat.to(dtype=dtype, device=device)
+        check_start_memory("a grid", total, dim, dtype, 0)
+        # written axis by axis into the points, each axis computed in float64 and broadcast
+        # (a float64 meshgrid, flattened and stacked, took 4x the points' memory on the way)
+        out = torch.empty(*reversed(counts), dim, dtype=dtype)
+        for c, ((lo, hi), count) in enumerate(zip(box, counts, strict=True)):
+            axis = (
+                torch.linspace(lo, hi, count, dtype=torch.float64)
+                if count > 1
+                else torch.tensor([(lo + hi) / 2], dtype=torch.float64)
+            )
+            shape = [1] * dim
+            shape[dim - 1 - c] = count  # the first coordinate varies fastest
+            out[..., c] = axis.to(dtype).view(shape)
+        return out.view(-1, dim).to(device)
 
     def shape(self, dim: int) -> tuple[int, ...]:
         counts = (self.n,) * dim if isinstance(self.n, int) else tuple(self.n)
@@ -76,8 +83,9 @@ class Random:
             gen.manual_seed(int(self.seed))
         lo = torch.tensor([b[0] for b in box], dtype=torch.float64)
         hi = torch.tensor([b[1] for b in box], dtype=torch.float64)
+        check_start_memory("a random start", self.n, dim, dtype, 8)
         u = torch.rand(self.n, dim, generator=gen, dtype=torch.float64)
-        return (lo + (hi - lo) * u).to(dtype=dtype, device=device)
+        return u.mul_(hi - lo).add_(lo).to(dtype=dtype, device=device)  # lo + (hi - lo) u
 
 
 def grid(n: int | tuple[int, ...], bounds=None) -> Grid:
@@ -103,6 +111,19 @@ def _box(bounds, dim: int, domain: Bounds | None, what: str) -> Bounds:
             f"pass bounds=(lo, hi) or one (lo, hi) per axis"
         )
     return domain
+
+
+def count(start, dim: int) -> int | None:
+    """How many points a grid or random start makes in `dim` dimensions (None for other
+    starts, and for counts `points` will refuse)."""
+    if isinstance(start, Random):
+        return start.n if isinstance(start.n, int) and start.n >= 1 else None
+    if isinstance(start, Grid):
+        counts = (start.n,) * dim if isinstance(start.n, int) else tuple(start.n)
+        if len(counts) == dim and all(isinstance(c, int) and c >= 1 for c in counts):
+            total = math.prod(counts)
+            return total if total <= MAX_GRID_POINTS else None
+    return None
 
 
 def declared_dim(start) -> int | None:

@@ -32,7 +32,7 @@ import torch
 from . import functions as registry
 from . import optimizers as optimizer_registry
 from .descent import check_engine, descend
-from .errors import DescentError, check_positive
+from .errors import DescentError, MemoryNeedError, check_positive
 from .runners import runner_for
 from .starts import random as random_starts
 from .trajectory import DIVERGED, INTERRUPTED, atomic_file
@@ -408,22 +408,25 @@ def _check_counts(starts, steps, seed, seeds) -> None:
 
 
 def _check_block_memory(dims, starts, steps, scheduler) -> None:
-    """Refuse, before any work, a block whose recording cannot fit: every step's positions,
-    values and norms in float32, as `run_block` records them. A `LocalCluster` runs one block
-    per core at once; a remote cluster's memory is not known here."""
-    from .memory import _gb, memory_budget, point_row_bytes
+    """Refuse, before any work, a block that cannot fit: every step's positions, values and
+    norms in float32, as `run_block` records them, its starts and the run's own arrays. A
+    `LocalCluster` runs one block per core at once; a remote cluster's memory is not known
+    here."""
+    from .memory import _gb, memory_budget, point_row_bytes, run_point_bytes
 
     if scheduler not in (None, "local"):
         return
     d = max(registry.get(name, dim).dim for name, dim in dims.items())
-    per_start = (steps + 1) * point_row_bytes(d, torch.float32)
+    # the recording, the start and the run's own arrays (with two optimizer tensors, Adam's)
+    per_start = (steps + 1) * point_row_bytes(d, torch.float32) + d * 4
+    per_start += run_point_bytes(d, torch.float32, 2)
     workers = (os.cpu_count() or 1) if scheduler == "local" else 1
     budget = memory_budget() / workers
     if starts * per_start <= budget:
         return
     where = f" per worker of {workers}" if workers > 1 else ""
-    raise DescentError(
-        f"a block of {starts:,} starts x {steps:,} steps in {d}-D records "
+    raise MemoryNeedError(
+        f"a block of {starts:,} starts x {steps:,} steps in {d}-D needs "
         f"{_gb(starts * per_start)}, but {_gb(budget)} is available{where}; use starts <= "
         f"{max(1, int(budget // per_start)):,} or fewer steps"
     )

@@ -171,6 +171,12 @@ STATE_SIZE = {
 }
 
 
+def state_tensors(plan: OptimizerPlan) -> int:
+    """How many tensors like the points the optimizer keeps: the compiled kinds' own count,
+    else 2 (Adam's relatives, Adadelta, Rprop; L-BFGS keeps more but runs point by point)."""
+    return STATE_SIZE[kind_of(plan)] if plan.name in SUPPORTED else 2
+
+
 def zero_state(kind: str, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return tuple(torch.zeros_like(x) for _ in range(STATE_SIZE[kind]))
 
