@@ -390,3 +390,12 @@ def test_many_loops_are_built_at_once_and_then_loaded_not_built(tmp_path, monkey
         e = dl.descend(obj.name, start, optimizer=plan.name, lr=0.01, steps=20, engine="eager")
         assert c.meta["kernel"] == "c"
         np.testing.assert_allclose(c.x, e.x, rtol=1e-5, atol=1e-6)
+
+
+def test_calls_last_about_a_fifth_of_a_second_and_at_least_8_iterations_of_a_huge_batch():
+    # the progress bar and Ctrl-C are seen between calls; a call loads and stores every point
+    # once, which for a huge batch costs as much as an iteration
+    assert native.call_steps(0.01, 10) == 200  # 1 ms an iteration: 0.2 s
+    assert native.call_steps(0.06, 2) == 8  # 30 ms: 8 of them, 0.24 s
+    assert native.call_steps(0.25, 1) == 4  # 250 ms: at most 1 s
+    assert native.call_steps(3.0, 1) == 1  # one is the least
