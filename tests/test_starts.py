@@ -99,6 +99,25 @@ def test_starts_and_runs_that_cannot_fit_are_refused_with_the_figure(monkeypatch
         dl.descend("himmelblau", dl.grid(1000), steps=0)
 
 
+def test_an_eager_run_that_cannot_fit_is_refused_or_compiled(monkeypatch):
+    from descentlab import memory
+
+    monkeypatch.setattr(memory, "_available_memory", lambda: 6.25e6)  # 5 MB to use
+    # 100,489 points: the C loop's 25 bytes a point fit, the eager loop's (its parameter,
+    # gradient, previous positions, values, flags and f's saved tensors: 86 here) do not
+    kw = dict(start=dl.grid(317), steps=3, record="final")
+    with pytest.raises(
+        dl.MemoryNeedError,
+        match=r"^an eager run of 100,489 points in 2-D needs about 8\.\d MB but 5\.0 MB is "
+        r"available; use at most 5\d,\d{3} points, or engine='compiled'$",
+    ):
+        dl.descend("himmelblau", engine="eager", **kw)
+    run = dl.descend("himmelblau", engine="auto", **kw)  # auto compiles instead
+    assert run.meta["engine"] == "compiled" and run.n_points == 100_489
+    with pytest.raises(dl.MemoryNeedError, match=r"needs about 1\d\.\d MB .* points$"):
+        dl.descend("himmelblau", optimizer="adamw", **kw)  # no compiled AdamW: no hint
+
+
 def test_huge_grids_are_refused():
     with pytest.raises(dl.StartError, match="points; use fewer"):
         dl.descend("rastrigin", dl.grid(1000), dim=4)

@@ -27,9 +27,9 @@ import numpy as np
 import torch
 
 from . import optimizers
-from .errors import DescentError, StartError, check_positive
+from .errors import DescentError, MemoryNeedError, StartError, check_positive
 from .gradients import Evaluator, Method
-from .memory import check_recording
+from .memory import check_eager_memory, check_recording, eager_point_bytes
 from .objective import as_bounds
 from .problem import resolve as resolve_problem
 from .progress import Progress, interrupt_flag
@@ -150,6 +150,8 @@ def descend(
     rec = Recorder(rows, n, d, dtype)
     began = time.perf_counter()
     loop = _choose_engine(engine, objective, plan, grad, n, d, dtype, device, settings)
+    if loop is eager_loop and device.type == "cpu" and n > 4096:
+        loop = _eager_if_it_fits(objective, plan, grad, x0, rows * (record != "final"), engine)
     with interrupt_flag() as interrupted, Progress(progress, steps) as bar:
         x, v, gn, status, taken, k = loop(
             objective, grad, plan, x0, settings, rec, interrupted, bar
@@ -276,6 +278,25 @@ def _choose_engine(engine, objective, plan, grad, n, d, dtype, device, s: Settin
     ):
         return eager_loop
     return compiled.loop_or_fallback(eager_loop)
+
+
+def _eager_if_it_fits(objective, plan, grad, x0, rows: int, engine: str):
+    """The eager loop, where its memory (f's part measured on 64 points,
+    `memory.eager_point_bytes`) fits; else, under ``auto``, the compiled one where it can run,
+    which holds a third of it or less; else a `MemoryNeedError`."""
+    from . import compiled
+
+    n, d = x0.shape
+    fn = objective.fn if grad == "autograd" else (lambda x: objective.fn(x.detach()))
+    per_point = eager_point_bytes(fn, x0[:64], state_tensors(plan))
+    can_compile = compiled.unsupported(objective, plan, grad) is None
+    try:
+        check_eager_memory(per_point, n, rows, d, x0.dtype, ", or engine='compiled'" * can_compile)
+    except MemoryNeedError:
+        if engine == "auto" and can_compile:
+            return compiled.loop_or_fallback(eager_loop)
+        raise
+    return eager_loop
 
 
 def check_engine(engine) -> None:
