@@ -29,7 +29,7 @@ import torch
 from . import optimizers
 from .errors import DescentError, MemoryNeedError, StartError, check_positive
 from .gradients import Evaluator, Method
-from .memory import check_eager_memory, check_recording, eager_point_bytes
+from .memory import check_eager_memory, check_run, eager_point_bytes
 from .objective import as_bounds
 from .problem import resolve as resolve_problem
 from .progress import Progress, interrupt_flag
@@ -126,7 +126,7 @@ def descend(
 
     def check_memory(n: int, d: int, unbuilt: bool = True) -> None:  # before a grid is built
         state, on_cpu = state_tensors(plan), device.type == "cpu"
-        check_recording(rows, n, d, dtype, max_memory, record, state, on_cpu, unbuilt)
+        check_run(rows, n, d, dtype, max_memory, record, state, on_cpu, unbuilt)
 
     problem = resolve_problem(
         f,

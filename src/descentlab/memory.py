@@ -1,4 +1,4 @@
-"""The memory a recording needs, checked before anything is allocated."""
+"""The memory work needs (starts, a run, its recording), checked before it is allocated."""
 
 from __future__ import annotations
 
@@ -99,11 +99,12 @@ def check_start_memory(what: str, n: int, d: int, dtype, scratch: int) -> None:
 
 
 def memory_budget(max_memory: float | None = None) -> float:
-    """The memory a recording may take: `max_memory`, else 80 % of what is available."""
+    """The memory work may take: `max_memory` (a recording's, where given), else 80 % of what
+    is available."""
     return max_memory if max_memory is not None else 0.8 * _available_memory()
 
 
-def check_recording(
+def check_run(
     rows: int,
     n: int,
     d: int,
@@ -124,11 +125,10 @@ def check_recording(
     need = rows * per_row
     budget = memory_budget(max_memory)
     if need > budget:
-        fit = max(1, int(budget // per_row) - 1)
-        every = max(2, math.ceil(rows / fit))
-        if record == "final":
+        if record == "final":  # a copy off the device
             advice = f"use at most {max(1, int(budget // point_row_bytes(d, dtype))):,} points"
         else:
+            every = max(2, math.ceil(rows / max(1, int(budget // per_row) - 1)))
             advice = (
                 f"use record='final', record={every} (every {_ordinal(every)} step), or fewer "
                 "points"
