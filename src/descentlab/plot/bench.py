@@ -98,7 +98,7 @@ def report(result, folder) -> Path:
         f"{int(t.steps.iloc[0]):,} steps per block; target f − f* ≤ {t.target.iloc[0]:g}; "
         f"rates tuned on seed {int(t[t.phase == 'tune'].seed.iloc[0])}, reported on seeds "
         f"{', '.join(map(str, sorted(t[t.phase == 'report'].seed.unique())))}; "
-        f"{t.time_s.sum():.1f} s of compute"
+        f"{t.time_s.sum():.3g} s of compute"
     )
     images = "".join(
         f'<figure><img alt="{p.stem}" src="data:image/png;base64,'
@@ -118,7 +118,8 @@ td, th {{ padding: 3px 10px; border-bottom: 1px solid #ddd; text-align: right; }
 <h1>Optimizer benchmark</h1>
 <p>{html.escape(facts)}.</p>
 <p>Each optimizer's learning rate was chosen per function on the tuning seed (most successes,
-then fewest steps to target, then fewest diverged); the numbers below come from fresh seeds only.
+then fewest steps to target, then fewest diverged, then the smallest final gap); the numbers below
+come from fresh seeds only.
 Data: <a href="table.csv">table.csv</a> (every block), <a href="ecdf.csv">ecdf.csv</a>.</p>
 {images}
 <h2>Chosen rates, mean over fresh seeds</h2>
