@@ -202,7 +202,7 @@ class Trajectory:
         out = np.full(self.n_points, -1, dtype=np.int64)
         minima = np.asarray(self.minima, dtype=np.float64)
         # in chunks of coordinate rows, one minimum at a time: an (N, M, d) array of
-        # differences took 4 GB for a 8,000 x 8,000 grid on Himmelblau
+        # differences took 4 GB for an 8,000 x 8,000 grid on Himmelblau
         for lo in range(0, self.n_points if self.minima else 0, _CHUNK):
             cols = self.x_[lo : lo + _CHUNK].T.astype(np.float64)  # (d, chunk)
             best = np.full(cols.shape[1], np.inf)  # squared distance to the nearest so far
