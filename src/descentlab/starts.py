@@ -33,7 +33,7 @@ class Grid:
 
     def points(self, dim: int, domain: Bounds | None = None, dtype=torch.float32, device="cpu"):
         box = _box(self.bounds, dim, domain, "grid")
-        counts = (self.n,) * dim if isinstance(self.n, int) else tuple(self.n)
+        counts = self.counts(dim)
         if len(counts) != dim or any(
             isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in counts
         ):
@@ -59,9 +59,12 @@ class Grid:
             out[..., c] = axis.to(dtype).view(shape)
         return out.view(-1, dim).to(device)
 
+    def counts(self, dim: int) -> tuple[int, ...]:
+        """Points per axis, first axis first."""
+        return (self.n,) * dim if isinstance(self.n, int) else tuple(self.n)
+
     def shape(self, dim: int) -> tuple[int, ...]:
-        counts = (self.n,) * dim if isinstance(self.n, int) else tuple(self.n)
-        return tuple(reversed(counts))
+        return tuple(reversed(self.counts(dim)))
 
 
 @dataclass(frozen=True)
@@ -119,7 +122,7 @@ def count(start, dim: int) -> int | None:
     if isinstance(start, Random):
         return start.n if isinstance(start.n, int) and start.n >= 1 else None
     if isinstance(start, Grid):
-        counts = (start.n,) * dim if isinstance(start.n, int) else tuple(start.n)
+        counts = start.counts(dim)
         if len(counts) == dim and all(isinstance(c, int) and c >= 1 for c in counts):
             total = math.prod(counts)
             return total if total <= MAX_GRID_POINTS else None
