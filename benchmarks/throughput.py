@@ -27,11 +27,9 @@ Rows (each run `--reps` times, alternating, median reported):
 Every implementation must land on the same final points (max |difference| is reported).
 Also: first-call times of the compiled engine in fresh processes (the C loop cold and with its
 library on disk; with inductor: first ever, an empty inductor cache, which includes torch's
-one-time CPU probe; cold: a new objective; warm_inductor: its kernels in inductor's cache;
-warm: its packaged kernels on disk, `descentlab.kernelcache`), the
-import of dynamo and inductor alone, 10,000 points x 100 steps end to end, packaged kernels
-against torch.compile's at 1e6 points, and the scaling curve (N = 1e2 ... 1e7) with each run's
-peak memory, measured in a fresh process per point.
+one-time CPU probe; cold: a new objective; warm: its kernels in inductor's cache), the import
+of dynamo and inductor alone, 10,000 points x 100 steps end to end, and the scaling curve
+(N = 1e2 ... 1e7) with each run's peak memory, measured in a fresh process per point.
 Writes benchmarks/results/throughput.json and throughput.md (throughput_2threads.* with
 `--threads 2`, throughput_cuda.* with `--device cuda`).
 JAX and grad-descent-visualizer come from `pip install -e ".[bench]"` plus
@@ -57,8 +55,7 @@ import numpy as np
 import torch
 
 import descentlab as dl
-from descentlab import compiled
-from descentlab.functions import himmelblau
+from descentlab.problem.functions import himmelblau
 
 LR = 0.01
 C_GD, C_ADAM = "C, fused, -O3 -march=native", "C, fused, -O3 -march=native, adam"  # row names
@@ -208,7 +205,7 @@ def descentlab(engine, optimizer="gd", record="final", kernel="c", read=False):
     when first read)."""
 
     def run(x0, steps):
-        compiled.USE_C = kernel == "c"
+        os.environ["DESCENTLAB_C_LOOP"] = "on" if kernel == "c" else "off"
         try:
             r = dl.descend(
                 "himmelblau",
@@ -221,7 +218,7 @@ def descentlab(engine, optimizer="gd", record="final", kernel="c", read=False):
                 device=DEVICE,
             )
         finally:
-            compiled.USE_C = True
+            os.environ.pop("DESCENTLAB_C_LOOP", None)
         assert engine != "compiled" or r.meta["kernel"] == kernel or DEVICE != "cpu", r.meta
         if read:
             assert r.values.shape == r.grad_norms.shape == r.path.shape[:2]
@@ -337,9 +334,7 @@ PROBE = r"""
 import sys, time
 import torch
 import descentlab as dl
-from descentlab import compiled
 torch.set_num_threads(1)
-compiled.USE_C = sys.argv[8] == "c"
 
 
 def peak():  # VmHWM: a forked child starts with its parent's high-water mark, so reset it first
@@ -372,13 +367,14 @@ print(used, times[0], min(times[1:] or times), base, peak())
 def probe(n, steps, engine, record="final", reps=1, env=None, function="himmelblau", kernel="c"):
     """One fresh process: (engine used, first call s, best later call s, rss before, peak);
     `kernel`: whether the compiled engine may use the C loop ("c") or only inductor."""
-    args = [str(n), str(steps), engine, record, str(reps), DEVICE, function, kernel]
+    args = [str(n), str(steps), engine, record, str(reps), DEVICE, function]
+    switch = {"DESCENTLAB_C_LOOP": "on" if kernel == "c" else "off"}
     out = subprocess.run(
         [sys.executable, "-c", PROBE, *args],
         capture_output=True,
         text=True,
         check=True,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, **(env or {}), **switch},
     ).stdout.split()
     return out[0], *map(float, out[1:])
 
@@ -394,64 +390,43 @@ print(time.perf_counter() - began)
 END_TO_END_REPS = 5
 
 
-def _wait_for_builds(folder: str, timeout: float = 900.0) -> float:
-    """Seconds until the background builds of packaged kernels in `folder` are done."""
-    began = time.perf_counter()
-    while any(name.endswith(".lock") for name in os.listdir(folder)):
-        if time.perf_counter() - began > timeout:
-            raise RuntimeError(f"packaged kernels still building after {timeout:.0f} s")
-        time.sleep(0.5)
-    return time.perf_counter() - began
-
-
 def compile_times() -> dict:
     """First calls in fresh processes, 10,000 points x 100 steps, record="final".
 
-    The C loop (`descentlab.native`): c_cold, an empty kernel folder (trace, write C, gcc,
+    The C loop (`descentlab.engine.c`): c_cold, an empty kernel folder (trace, write C, gcc,
     check); c_warm, the library on disk from that call.
     Inductor (the C loop off):
     - first_ever: an empty inductor cache (another objective, booth): includes torch's one-time
       probe of the CPU's vector instructions, which it keeps in that cache;
     - cold: then Himmelblau, compiled for the first time (what a new objective costs);
-    - warm_inductor: Himmelblau again with its kernels in inductor's on-disk cache and
-      descentlab's packaged kernels off (torch.compile still imports dynamo and traces);
-    - warm: Himmelblau again, its packaged kernels on disk (`descentlab.kernelcache`, built in
-      the background after the cold call: how long that took is `package_build_s`).
+    - warm: Himmelblau again with its kernels in inductor's on-disk cache (torch.compile still
+      imports dynamo and traces).
     Inductor's precompiled header lives outside the cache directory (it is machine-wide and
-    kept). Also: the import of dynamo and inductor alone; 10,000 x 100 end to end with each
-    engine (auto included), the median of `END_TO_END_REPS` alternating fresh processes, with
-    the C library on disk; and 1e6 x 100 on inductor's packaged kernels against
-    torch.compile's."""
+    kept). Also: the import of dynamo and inductor alone; and 10,000 x 100 end to end with
+    each engine (auto included), the median of `END_TO_END_REPS` alternating fresh processes,
+    with the C library on disk."""
     cache, kernels = tempfile.mkdtemp(), tempfile.mkdtemp()
     env = {"TORCHINDUCTOR_CACHE_DIR": cache, "DESCENTLAB_KERNEL_CACHE": kernels}
-    no_packages = {**env, "DESCENTLAB_KERNEL_CACHE": "off"}
     out = {}
     for label in ("c_cold", "c_warm"):
         used, first, later, *_ = probe(10_000, 100, "compiled", reps=2, env=env)
         assert used == "compiled:c", used
         out[f"first_call_{label}_s"] = first
         out[f"later_call_{label}_s"] = later
-    for label, function, environment in (
-        ("first_ever", "booth", env),
-        ("cold", "himmelblau", env),
-        ("warm_inductor", "himmelblau", no_packages),
-        ("warm", "himmelblau", env),
-    ):
+    inductor_calls = (("first_ever", "booth"), ("cold", "himmelblau"), ("warm", "himmelblau"))
+    for label, function in inductor_calls:
         used, first, later, *_ = probe(
-            10_000, 100, "compiled", reps=2, env=environment, function=function, kernel="inductor"
+            10_000, 100, "compiled", reps=2, env=env, function=function, kernel="inductor"
         )
         assert used == "compiled:inductor", used
         out[f"first_call_{label}_s"] = first
         out[f"later_call_{label}_s"] = later
-        waited = _wait_for_builds(kernels)  # a background build would share the CPU
-        if label == "cold":
-            out["package_build_s"] = waited  # from the cold call's end, both kernels
     imports = subprocess.run(
         [sys.executable, "-c", IMPORTS], capture_output=True, text=True, check=True
     )
     out["import_dynamo_inductor_s"] = float(imports.stdout)
     # end to end, a fresh process each: the median of alternating repetitions (single runs
-    # of the same eager loop differed by 0.4-1 s here, most of it torch's first-use imports)
+    # of the same eager loop vary by most of a second, mostly torch's first-use imports)
     ends = {engine: [] for engine in ("eager", "compiled", "auto")}
     for _ in range(END_TO_END_REPS):
         for engine, times in ends.items():
@@ -461,14 +436,6 @@ def compile_times() -> dict:
     for engine, times in ends.items():
         out[f"10k_x_100_{engine}_s"] = statistics.median(times)
         out[f"10k_x_100_{engine}_all_s"] = times
-    # inductor's packaged kernels against torch.compile's at full size: the best of 3 later
-    # calls in each of 2 processes
-    for label, environment in (("packaged", env), ("torch_compile", no_packages)):
-        best = [
-            probe(10**6, 100, "compiled", reps=4, env=environment, kernel="inductor")[2]
-            for _ in range(2)
-        ]
-        out[f"1e6_x_100_{label}_best_s"] = min(best)
     shutil.rmtree(cache, ignore_errors=True)
     shutil.rmtree(kernels, ignore_errors=True)
     return out
@@ -498,8 +465,7 @@ def scaling(steps: int) -> list[dict]:
 
 
 def main() -> None:
-    # the rows below measure torch.compile's kernels, and build no packages in the background;
-    # compile_times gives its probes a folder of their own
+    # C loops built here go to a private folder; compile_times gives its probes one of their own
     os.environ["DESCENTLAB_KERNEL_CACHE"] = "off"
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--points", type=int, default=1_000_000)

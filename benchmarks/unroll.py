@@ -5,11 +5,11 @@ compiled engine's own kernel, 1 and 4 steps per call, side by side.
 
 Rows (Himmelblau, float32, 1 thread, (2, N) layout, final positions only):
   hand-written      the gradient written by hand, coordinates as separate tensors
-  engine's step     `compiled._lean`, the engine's plain kernel: autograd's value and gradient,
-                    the stop tests and the poison, for gd and adam; with several steps per call
-                    `fusion.RowsPass` hands step k+1 the rows of step k, so inductor fuses them
-                    into one loop (the engine runs `compiled.STEPS_PER_CALL` when it keeps only
-                    final positions)
+  engine's step     `engine.inductor.loop._lean`, the engine's plain kernel: autograd's value
+                    and gradient, the stop tests and the poison, for gd and adam; with several
+                    steps per call `fusion.RowsPass` hands step k+1 the rows of step k, so
+                    inductor fuses them into one loop (the engine runs `STEPS_PER_CALL` when it
+                    keeps only final positions)
 Writes benchmarks/results/unroll.json and unroll.md.
 """
 
@@ -23,16 +23,16 @@ from pathlib import Path
 
 import torch
 
-from descentlab import functions
-from descentlab.compiled import _lean
-from descentlab.fusion import RowsPass
-from descentlab.updates import call_scalars, packed_scalars, zero_state
+from descentlab.engine.inductor.fusion import RowsPass
+from descentlab.engine.inductor.loop import _lean
+from descentlab.engine.updates import call_scalars, packed_scalars, zero_state
+from descentlab.problem import functions
 
 LR = 0.01
 
 
 def engine_step(fn, kind: str, unroll: int):
-    """The engine's plain kernel (`compiled._lean`), `unroll` steps per call."""
+    """The engine's plain kernel (`engine.inductor.loop._lean`), `unroll` steps per call."""
     step = _lean(fn, kind, False, math.inf, False, False, "plain", unroll)
     return lambda x, state, packed: step(x, state, packed, None, None)
 

@@ -6,8 +6,12 @@
 ['f(-3.0) = 1.5e+01', 'f(-1.6) = 6.9']
 """
 
-from . import datasets, formula, functions, optimizers
-from .descent import descend
+from .bench.sweep import BenchResult, bench
+from .descent import optimizers
+from .descent.loop import descend
+from .descent.optimizers import GradientDescent
+from .descent.race import Race, race
+from .descent.trajectory import Trajectory, load
 from .errors import (
     DescentError,
     FormulaError,
@@ -19,23 +23,21 @@ from .errors import (
     StartError,
     UnknownNameError,
 )
-from .gradients import gradient
-from .objective import Objective
-from .optimizers import GradientDescent
-from .race import Race, race
-from .starts import grid, random
-from .sweep import BenchResult, bench
+from .problem import formula, functions
+from .problem.gradients import gradient
+from .problem.objective import Objective
+from .problem.starts import grid, random
 from .training import (
     Callback,
     CancelFit,
     EarlyStopping,
     Learner,
     StopAtLoss,
+    datasets,
     losses,
     lr_sweep,
     models,
 )
-from .trajectory import Trajectory, load
 
 __version__ = "0.1.0"
 

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..descent.race import Race
+from ..descent.trajectory import Trajectory
 from ..errors import DescentError
-from ..race import Race
-from ..trajectory import DIVERGED, Trajectory, atomic_file
+from ..files import atomic_file
+from ..status import DIVERGED
 
 PALETTE = [
     "#e6194b",

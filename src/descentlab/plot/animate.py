@@ -16,8 +16,9 @@ import numpy as np
 from matplotlib import animation
 
 from ..errors import DescentError
+from ..files import atomic_file
 from ..progress import Progress
-from ..trajectory import DIVERGED, atomic_file
+from ..status import DIVERGED
 from ._common import PALETTE, as_runs, check_output
 from .static import MAX_PATHS, contour, curve
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..sweep import pool_ecdf, save_table
-from ..trajectory import atomic_file
+from ..bench.sweep import pool_ecdf, save_table
+from ..files import atomic_file
 from ._common import save_figure
 
 

@@ -16,7 +16,8 @@ import torch
 from plotly.subplots import make_subplots
 
 from ..errors import DescentError
-from ..trajectory import DIVERGED, atomic_file
+from ..files import atomic_file
+from ..status import DIVERGED
 from ._common import PALETTE, as_runs, check_output, objective_of, view_box
 from .animate import frame_rows
 

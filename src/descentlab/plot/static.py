@@ -18,9 +18,10 @@ import torch
 from matplotlib import colors
 from matplotlib.ticker import MaxNLocator
 
+from ..descent.race import Race
+from ..descent.trajectory import Trajectory
 from ..errors import DescentError
-from ..race import Race
-from ..trajectory import DIVERGED, Trajectory
+from ..status import DIVERGED
 from ._common import PALETTE, as_runs, objective_of, save_figure, view_box
 
 MAX_PATHS = 400  # beyond this, grids show final points rather than every path
@@ -349,7 +350,7 @@ def basins(run: Trajectory, ax=None, path=None, tol: float = 1e-2):
 
 def lr_effects(f, start, lrs: Sequence[float] = (0.01, 0.3, 1.05), steps: int = 20, path=None):
     """One panel per learning rate on a 1-D function: too low, good, too high."""
-    from ..descent import descend
+    from ..descent.loop import descend
 
     runs = [descend(f, start, lr=lr, steps=steps) for lr in lrs]
     if runs[0].dim != 1:
@@ -380,9 +381,9 @@ def montage(
     names: Sequence[str], start="grid", n: int = 15, steps: int = 100, lr: float = 0.01, path=None
 ):
     """Grid descents on several functions side by side — the seed's montage."""
-    from ..descent import descend
-    from ..functions import get
-    from ..starts import grid, random
+    from ..descent.loop import descend
+    from ..problem.functions import get
+    from ..problem.starts import grid, random
 
     cols = min(len(names), 2 if len(names) == 4 else 3)
     rows = -(-len(names) // cols)

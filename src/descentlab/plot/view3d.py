@@ -15,8 +15,9 @@ import numpy as np
 import torch
 
 from ..errors import DescentError
+from ..files import atomic_file
 from ..progress import Progress
-from ..trajectory import DIVERGED, atomic_file
+from ..status import DIVERGED
 from ._common import PALETTE, as_runs, check_output, objective_of, view_box
 
 MAX_TUBES = 150

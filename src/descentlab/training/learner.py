@@ -27,12 +27,12 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from .. import optimizers
-from ..datasets import Dataset
+from ..descent import optimizers
 from ..errors import DescentError, check_positive
 from ..progress import Progress
 from . import losses as losses_
 from .callbacks import Callback, CancelFit, PrintLosses, PrintTable, StopAtLoss
+from .datasets import Dataset
 from .models import FunctionModel, reset
 
 

@@ -1,0 +1,5 @@
+"""`python -m descentlab.cli`: the same as the `descentlab` command."""
+
+from .app import main
+
+main()

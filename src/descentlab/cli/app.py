@@ -1,0 +1,434 @@
+"""The `descentlab` command (Typer + Rich).
+
+    descentlab functions
+    descentlab show himmelblau
+    descentlab descend "1.2*x**2 + 4" --start -3 --lr 0.2 --steps 10 --trace
+    descentlab descend six_hump_camel --grid 50 --lr 0.01 --steps 300 --save camel.npz
+
+Errors print as one line on stderr and exit with status 2; Ctrl-C during a descent keeps (and
+with --save, writes) what was computed and exits with status 130.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ..descent.loop import DEFAULT_STEPS, descend
+from ..descent.trajectory import Trajectory
+from ..errors import DescentError
+from ..problem import functions as registry
+from ..problem.starts import grid as make_grid
+from ..problem.starts import random as make_random
+from . import bench as cli_bench
+from . import fit as cli_fit
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Gradient descent you can see and measure.",
+)
+# no markup: messages and names are printed as they are ("pip install 'descentlab[scale]'"
+# would lose its "[scale]" as a style tag); styles are set with `Text`
+out = Console(highlight=False, markup=False)
+err = Console(stderr=True, highlight=False, markup=False)
+
+
+def _error_line(message: object) -> Text:
+    return Text.assemble(("error:", "bold red"), f" {message}")
+
+
+def _friendly(command):
+    """Print domain errors as one line without a traceback, and exit non-zero."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except DescentError as exc:
+            err.print(_error_line(exc), soft_wrap=True)
+            raise typer.Exit(2) from None
+        except OSError as exc:
+            err.print(_error_line(f"{exc.strerror or exc}: {exc.filename or ''}"), soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def _num(v: float) -> str:
+    return f"{v:.6g}"
+
+
+def _point(p) -> str:
+    p = np.atleast_1d(np.asarray(p, dtype=np.float64))
+    return "(" + ", ".join(_num(v) for v in p) + ")" if p.size > 1 else _num(p[0])
+
+
+def _domain(obj) -> str:
+    if not obj.domain:
+        return "—"
+    first = obj.domain[0]
+    if all(b == first for b in obj.domain):
+        return f"[{_num(first[0])}, {_num(first[1])}]^{obj.dim}"
+    return " × ".join(f"[{_num(lo)}, {_num(hi)}]" for lo, hi in obj.domain)
+
+
+@app.command("functions")
+def functions_command() -> None:
+    """List the built-in test functions with dimension, domain and global minima."""
+    table = Table(title="descentlab test functions")
+    for col in ("name", "dim", "domain", "f*", "global minima"):
+        table.add_column(col)
+    for name in registry.names():
+        obj = registry.get(name)
+        any_dim = registry.REGISTRY[name].any_dim
+        minima = obj.minima if len(obj.minima) <= 2 else [*obj.minima[:2], "…"]
+        table.add_row(
+            name,
+            "d" if any_dim else str(obj.dim),
+            _domain(obj) if not any_dim else _domain(obj).replace("^2", "^d"),
+            _num(obj.minimum_value) + (" (d=2)" if name == "styblinski_tang" else ""),
+            f"{len(obj.minima)}: "
+            + ", ".join(m if isinstance(m, str) else _point(m) for m in minima),
+        )
+    out.print(table)
+
+
+@app.command()
+@_friendly
+def show(
+    name: str = typer.Argument(..., help="a registered function name"),
+    dim: int = typer.Option(None, help="dimension, for d-dimensional functions"),
+) -> None:
+    """Show one function: formula, domain and every global minimum."""
+    obj = registry.get(name, dim)
+    out.print(Text.assemble((obj.name, "bold"), f"  (dimension {obj.dim})"))
+    out.print(f"f(x) = {obj.formula}")
+    out.print(f"domain: {_domain(obj)}")
+    out.print(f"global minimum f* = {obj.minimum_value!r} at {len(obj.minima)} point(s):")
+    for i, m in enumerate(obj.minima):
+        out.print(f"  [{i}] {_point(m)}")
+    out.print(f"reference: {obj.reference}")
+
+
+def _parse_points(text: str) -> list[tuple[float, ...]] | tuple[float, ...]:
+    try:
+        points = [
+            tuple(float(v) for v in part.split(",")) for part in text.split(";") if part.strip()
+        ]
+    except ValueError:
+        raise DescentError(
+            f"--start {text!r} is not numbers; write x or x,y or several points as 'x,y;x,y'"
+        ) from None
+    if not points:
+        raise DescentError("--start is empty; write x or x,y")
+    return points[0] if len(points) == 1 else points
+
+
+def _parse_bounds(text: str | None):
+    if text is None:
+        return None
+    pts = _parse_points(text)
+    pts = [pts] if isinstance(pts, tuple) else pts
+    if any(len(p) != 2 for p in pts):
+        raise DescentError(
+            f"--bounds {text!r} must be lo,hi or one lo,hi per axis as 'lo,hi;lo,hi'"
+        )
+    return pts[0] if len(pts) == 1 else pts
+
+
+def _parse_options(options: list[str]) -> dict:
+    hyper = {}
+    for item in options:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise DescentError(f"--option {item!r} must look like key=value, e.g. betas=(0.9,0.99)")
+        try:
+            hyper[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            raise DescentError(
+                f"--option {item!r}: the value must be a number, tuple or True/False"
+            ) from None
+    return hyper
+
+
+def _record(text: str):
+    if text in ("all", "final"):
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise DescentError(f"--record must be all, final or an integer k, got {text!r}") from None
+
+
+@app.command("descend")
+@_friendly
+def descend_command(
+    function: str = typer.Argument(..., help="a function name (see `functions`) or a formula"),
+    start: str = typer.Option(None, help="start point x or x,y (several: 'x,y;x,y')"),
+    grid: int = typer.Option(None, help="start from an n-per-axis grid over the domain"),
+    random: int = typer.Option(None, help="start from n uniform random points"),
+    seed: int = typer.Option(0, help="seed for --random"),
+    bounds: str = typer.Option(None, help="box for --grid/--random: lo,hi or lo,hi;lo,hi"),
+    dim: int = typer.Option(None, help="dimension of d-dimensional functions"),
+    optimizer: str = typer.Option("gd", "--optimizer", "-O", help="gd, momentum, adam, ..."),
+    lr: float = typer.Option(None, help="learning rate (default 0.01)"),
+    momentum: float = typer.Option(None, help="momentum (gd, momentum, nesterov, rmsprop)"),
+    option: list[str] = typer.Option([], "--option", "-o", help="optimizer setting key=value"),
+    steps: int = typer.Option(DEFAULT_STEPS, help="most steps per point"),
+    tol: float = typer.Option(None, help="stop a point when its gradient norm < tol"),
+    norm: str = typer.Option("inf", help="gradient norm for --tol: inf or 2"),
+    grad: str = typer.Option("autograd", help="autograd or central"),
+    record: str = typer.Option("all", help="all, final, or every k-th step"),
+    dtype: str = typer.Option("float32", help="float32 or float64"),
+    save: Path = typer.Option(None, help="write the trajectory to this .npz file"),
+    trace: bool = typer.Option(False, help="print f(x) = y for every step (seed style)"),
+    progress: bool = typer.Option(None, "--progress/--no-progress", help="progress bar"),
+    plot: Path = typer.Option(None, help="contour (2-D) or curve (1-D) figure: .png .svg .pdf"),
+    animate: Path = typer.Option(None, help="animation: .gif or .mp4"),
+    surface: Path = typer.Option(None, help="3-D surface picture: .png (PyVista if installed)"),
+    html: Path = typer.Option(None, help="interactive page: .html"),
+    engine: str = typer.Option("auto", help="auto, eager or compiled"),
+) -> None:
+    """Run gradient descent from one point, a grid or random points, and summarise it."""
+    pictures = _check_pictures(plot=plot, animate=animate, surface=surface, html=html)
+    hyper = _parse_options(option)
+    if momentum is not None:
+        hyper["momentum"] = momentum
+    run = descend(
+        function,
+        _starts(start, grid, random, seed, bounds),
+        optimizer=optimizer,
+        lr=lr,
+        steps=steps,
+        tol=tol,
+        norm=norm,
+        record=_record(record),
+        dtype=dtype,
+        progress=progress,
+        grad=grad,
+        dim=dim,
+        engine=engine,
+        **hyper,
+    )
+    if trace:
+        typer.echo("\n".join(run.trace_lines(final=run.converged is True)))
+    _print_summary(run)
+    if save is not None:
+        written = run.save(save)
+        out.print(f"saved {written}")
+    _write_pictures(run, pictures)
+    if (run.status_ == 3).any():
+        err.print(f"interrupted after {run.iterations} steps; results above are partial")
+        raise typer.Exit(130)
+
+
+@app.command("race")
+@_friendly
+def race_command(
+    function: str = typer.Argument(..., help="a function name or a formula"),
+    optimizers: str = typer.Option("gd,momentum,rmsprop,adam", help="comma-separated names"),
+    lrs: str = typer.Option(None, help="race learning rates of the first optimizer instead"),
+    start: str = typer.Option(None, help="start point x,y (several: 'x,y;x,y')"),
+    grid: int = typer.Option(None, help="start from an n-per-axis grid"),
+    random: int = typer.Option(None, help="start from n uniform random points"),
+    seed: int = typer.Option(0, help="seed for --random"),
+    bounds: str = typer.Option(None, help="box for --grid/--random"),
+    dim: int = typer.Option(None, help="dimension of d-dimensional functions"),
+    lr: float = typer.Option(None, help="learning rate for every optimizer"),
+    steps: int = typer.Option(200, help="most steps per point"),
+    tol: float = typer.Option(None, help="stop a point when its gradient norm < tol"),
+    plot: Path = typer.Option(None, help="contour figure (.png, .svg, .pdf)"),
+    animate: Path = typer.Option(None, help="animation (.gif or .mp4)"),
+    surface: Path = typer.Option(None, help="3-D surface picture (.png)"),
+    html: Path = typer.Option(None, help="interactive page (.html)"),
+) -> None:
+    """Several optimizers (or learning rates) from the same starts, side by side."""
+    from ..descent.race import race
+
+    pictures = _check_pictures(plot=plot, animate=animate, surface=surface, html=html)
+    names = [n.strip() for n in optimizers.split(",") if n.strip()]
+    rates = None
+    if lrs is not None:
+        try:
+            rates = [float(v) for v in lrs.split(",") if v.strip()]
+        except ValueError:
+            raise DescentError(f"--lrs {lrs!r} must be comma-separated numbers") from None
+    r = race(
+        function,
+        _starts(start, grid, random, seed, bounds),
+        optimizers=names,
+        lr=lr,
+        lrs=rates,
+        steps=steps,
+        tol=tol,
+        dim=dim,
+    )
+    table = Table(title=f"race on {function}")
+    for col in (
+        "entrant",
+        "best f",
+        "median f",
+        "f − f*",
+        "conv",
+        "div",
+        "at min",
+    ):
+        table.add_column(col, no_wrap=True)
+
+    def short(v: float) -> str:
+        return "—" if v != v else f"{v:.3g}"
+
+    for row in r.summary().itertuples():
+        table.add_row(
+            row.label,
+            short(row.best_value),
+            short(row.median_value),
+            short(row.gap),
+            str(row.converged),
+            str(row.diverged),
+            str(row.reached_minimum),
+        )
+    out.print(table)
+    _write_pictures(r, pictures)
+
+
+@app.command("tour")
+@_friendly
+def tour_command(
+    out: Path = typer.Option(Path("descentlab-tour"), help="folder for the gallery"),
+) -> None:
+    """Reproduce the three seeds and write every picture into a folder with an index.html."""
+    from .tour import tour
+
+    tour(out, echo=typer.echo)
+
+
+def _starts(start, grid, random, seed, bounds):
+    given = [
+        s for s, v in (("--start", start), ("--grid", grid), ("--random", random)) if v is not None
+    ]
+    if len(given) != 1:
+        got = f" (got {', '.join(given)})" if given else ""
+        raise DescentError(f"give exactly one of --start, --grid or --random{got}")
+    box = _parse_bounds(bounds)
+    if start is not None:
+        return _parse_points(start)
+    if grid is not None:
+        return make_grid(grid, box)
+    return make_random(random, box, seed=seed)
+
+
+_PICTURE_FORMATS = {
+    "plot": {".png", ".svg", ".pdf", ".jpg", ".jpeg"},
+    "animate": {".gif", ".mp4"},
+    "surface": {".png", ".jpg", ".jpeg", ".mp4"},
+    "html": {".html", ".htm"},
+}
+
+
+def _check_pictures(**paths) -> dict:
+    """Refuse a bad output path before the run, not after it."""
+    wanted = {k: v for k, v in paths.items() if v is not None}
+    if not wanted:  # the plot package imports matplotlib, slow to load: only for a run that draws
+        return wanted
+    from ..plot._common import check_output
+
+    for kind, path in wanted.items():
+        check_output(
+            path,
+            _PICTURE_FORMATS[kind],
+            {"plot": "figure", "animate": "animation", "surface": "surface", "html": "page"}[kind],
+        )
+    return wanted
+
+
+def _write_pictures(target, pictures: dict) -> None:
+    if not pictures:
+        return
+    from .. import plot
+
+    runs = list(target) if not isinstance(target, Trajectory) else [("", target)]
+    dim = runs[0][1].dim
+    for kind, path in pictures.items():
+        if kind == "plot":
+            (plot.curve if dim == 1 else plot.contour)(target, path=path)
+        elif kind == "animate":
+            plot.animate(target, path)
+        elif kind == "surface":
+            plot.surface(target, path=path)  # PyVista when installed, else matplotlib
+        else:
+            plot.html(target, path)
+        out.print(f"wrote {path}")
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
+def _print_summary(run: Trajectory) -> None:
+    s = run.summary()
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    lr = run.meta["lr"]
+    table.add_row("function", f"{s['function']}  (dimension {run.dim})")
+    table.add_row("optimizer", f"{s['optimizer']}  lr={lr:g}")
+    if run.single:
+        table.add_row("start", _point(run.start))
+        table.add_row("final x", _point(run.x))
+        table.add_row("f(x)", _num(float(run.value)))
+        table.add_row("gradient norm", _num(float(run.grad_norm)))
+        table.add_row("status", f"{run.status} after {run.steps} steps")
+        if run.minima:
+            i = run.reached()
+            table.add_row(
+                "minimum reached",
+                f"[{i}] {_point(run.minima[i])}" if i >= 0 else "none (within 0.01)",
+            )
+    else:
+        table.add_row("points", f"{s['points']:,}  ({s['iterations']} iterations)")
+        counts = ", ".join(
+            f"{s[k]:,} {k}" for k in ("converged", "diverged", "running", "interrupted") if s[k]
+        )
+        table.add_row("status", counts)
+        for m in s.get("minima", []):
+            table.add_row(f"minimum [{m['index']}]", f"{_point(m['point'])}: {m['count']:,} points")
+        if "no_minimum" in s:
+            table.add_row(
+                "no minimum", f"{s['no_minimum']:,} points (not within 0.01 of a global minimum)"
+            )
+        table.add_row("best", f"f{_point(s['best_x'])} = {_num(s['best_value'])}")
+    out.print(table)
+
+
+cli_fit.register(app, _friendly)
+cli_bench.register(app, _friendly)
+
+
+def _one_line(message, category, filename, lineno, line=None) -> str:
+    return f"note: {message}\n"
+
+
+def main() -> None:
+    """Entry point of the `descentlab` console script. Warnings print as one-line notes (a
+    fallback, a kernel cache that cannot be used), without a file name and source line."""
+    warnings.formatwarning = _one_line
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,351 @@
+"""`tour`: the three seeds reproduced end to end, into one folder with an `index.html` gallery.
+
+    descentlab tour --out descentlab-tour
+
+prints seed 000's trace, seed 001's gradient and its 27 iterations, and seed 002's ten losses,
+and writes every kind of picture descentlab makes, each captioned in a sentence or two.
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..descent.loop import descend
+from ..descent.race import race
+from ..files import atomic_file
+from ..problem.gradients import gradient
+from ..problem.starts import grid
+
+
+@dataclass
+class Item:
+    file: str
+    title: str
+    caption: str
+
+
+@dataclass
+class Section:
+    title: str
+    intro: str
+    items: list[Item]
+
+
+def tour(out: str | Path = "descentlab-tour", echo: Callable[[str], None] = print) -> Path:
+    """Run the tour into `out` (created if needed); returns the path of its index.html."""
+    from .. import plot
+    from ..training import Learner, models
+    from ..training.datasets import mnist_sample, noisy_quadratic
+
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    began = time.perf_counter()
+
+    def path(name: str) -> Path:
+        return root / name
+
+    sections: list[Section] = []
+
+    # ---- seed 000: f(x) = 1.2 x^2 + 4 from -3 ---------------------------------------------------
+    echo("Seed 000: gradient descent on f(x) = 1.2x² + 4 from x = -3, learning rate 0.2")
+    run0 = descend(lambda x: 1.2 * x**2 + 4, start=-3.0, lr=0.2, steps=10)
+    for line in run0.trace_lines():
+        echo(line)
+    plot.curve(run0, path=path("seed000_walk.png"))
+    plot.animate(run0, path("seed000_walk.gif"), fps=4, seconds=3)
+    sections.append(
+        Section(
+            "Seed 000 — walking down a parabola",
+            (
+                "f(x) = 1.2x² + 4, x₀ = -3, learning rate 0.2, ten steps: the same ten lines as the seed, "
+                "from f(-3.0) = 1.5e+01 to f(-0.0083) = 4.0."
+            ),
+            [
+                Item(
+                    "seed000_walk.png",
+                    "The walk",
+                    "Each step moves x against the slope by 0.2 × f′(x) = 0.48x, "
+                    "so x shrinks by the same factor 0.52 every step and the points bunch up near the minimum.",
+                ),
+                Item(
+                    "seed000_walk.gif", "The walk, animated", "The same ten steps, one per frame."
+                ),
+            ],
+        )
+    )
+
+    _close_figures()
+
+    # ---- seed 001: x^2 from 1.8 with a tolerance; Himmelblau; the montage ----------------------
+    echo("")
+    echo("Seed 001: f(x) = x² from x = 1.8, learning rate 0.1, tolerance 0.01")
+    for method, name in (
+        ("autograd", "autograd"),
+        ("central", "central differences"),
+        (lambda x: 2 * x, "the power rule by hand"),
+    ):
+        echo(
+            f"Gradient at x = 1.8: dx = {gradient(lambda x: x**2, 1.8, method=method):.2}   ({name})"
+        )
+    run1 = descend(lambda x: x**2, start=1.8, lr=0.1, tol=0.01)
+    echo(f"Function minimum found in {run1.steps} iterations. X = {run1.x:.2f}")
+    plot.curve(run1, path=path("seed001_parabola.png"))
+    plot.lr_effects(
+        lambda x: x**2,
+        start=-1.5,
+        lrs=[0.01, 0.3, 0.9, 1.05],
+        path=path("seed001_learning_rates.png"),
+    )
+    walk = descend("himmelblau", start=(-0.4, -0.65), lr=0.01, steps=100)
+    plot.contour(walk, path=path("himmelblau_contour.png"))
+    plot.params(walk, path=path("himmelblau_params.png"))
+    plot.slices(walk, step=5, path=path("himmelblau_slices.png"))
+    plot.animate(walk, path("himmelblau_walk.gif"))
+    items = [
+        Item(
+            "seed001_parabola.png",
+            "27 iterations",
+            "Gradient descent on x² from 1.8 with learning rate 0.1 stops "
+            "when |dx| < 0.01: after exactly 27 steps, at x = 0.0044 (printed as 0.00, as in the seed).",
+        ),
+        Item(
+            "seed001_learning_rates.png",
+            "Too low, good, too high",
+            "The same parabola with four learning "
+            "rates: 0.01 crawls, 0.3 walks straight in, 0.9 bounces across the minimum, 1.05 bounces out.",
+        ),
+        Item(
+            "himmelblau_contour.png",
+            "Himmelblau from (-0.4, -0.65)",
+            "Gradient descent (lr 0.01, 100 steps) "
+            "on Himmelblau's function reaches the minimum at (-2.805, 3.131), one of its four.",
+        ),
+        Item(
+            "himmelblau_params.png",
+            "Each parameter in its own dimension",
+            "x and y against the step: "
+            "each settles at its coordinate of the minimum (dotted lines mark all four minima).",
+        ),
+        Item(
+            "himmelblau_slices.png",
+            "Slices at step 5",
+            "f along x with y held at its current value, and along "
+            "y with x held: the walk sits on the slope of each slice.",
+        ),
+        Item("himmelblau_walk.gif", "The walk, animated", "The same 100 steps on the contour map."),
+    ]
+    if plot.has_pyvista():
+        plot.surface3d(walk, path("himmelblau_3d.png"))
+        plot.surface3d(walk, path("himmelblau_3d.mp4"), seconds=6)
+        items += [
+            Item(
+                "himmelblau_3d.png",
+                "In 3-D",
+                "The walk on the surface (PyVista, rendered off-screen).",
+            ),
+            Item("himmelblau_3d.mp4", "In 3-D, orbiting", "One slow turn around the surface."),
+        ]
+    else:
+        plot.surface(walk, path=path("himmelblau_3d.png"))
+        items.append(
+            Item(
+                "himmelblau_3d.png",
+                "In 3-D",
+                "The walk on the surface (matplotlib; install "
+                "descentlab[3d] for the PyVista view).",
+            )
+        )
+    contest = race(
+        "himmelblau",
+        start=(-0.4, -0.65),
+        optimizers=["gd", "momentum", "rmsprop", "adam"],
+        steps=200,
+    )
+    plot.contour(contest, path=path("race.png"))
+    plot.animate(contest, path("race.mp4"))
+    plot.html(contest, path("race.html"))
+    best = contest.summary().set_index("label")["best_value"]
+    items += [
+        Item(
+            "race.png",
+            "Four optimizers, one start",
+            "gd, momentum, RMSprop and Adam at lr 0.01 for 200 steps: "
+            f"final f = {', '.join(f'{k} {v:.2g}' for k, v in best.items())}. Momentum overshoots and circles "
+            "in; Adam's steps of about lr each are too short to arrive in 200 steps.",
+        ),
+        Item("race.mp4", "The race, animated", "The four walks, step by step."),
+        Item(
+            "race.html",
+            "The race, interactive",
+            "Play, pause, drag the step slider, toggle optimizers in the "
+            "legend, hover a point for its step, position, value and gradient norm. Works offline.",
+        ),
+    ]
+    plot.montage(["sphere", "six_hump_camel", "himmelblau", "easom"], path=path("montage.png"))
+    camel = descend("six_hump_camel", start=grid(50), lr=0.01, steps=300)
+    plot.basins(camel, path=path("camel_basins.png"))
+    plot.animate(camel, path("camel_grid.mp4"))
+    easom = descend("easom", start=grid(40), lr=0.01, steps=200)
+    plot.animate(easom, path("easom_grid.gif"))
+    s = camel.summary()
+    items += [
+        Item(
+            "montage.png",
+            "The seed's montage",
+            "Grids of 225 points descending Sphere, Six-Hump Camel, "
+            "Himmelblau and Easom (lr 0.01, 100 steps).",
+        ),
+        Item(
+            "camel_basins.png",
+            "Where each start ends",
+            f"2,500 starts on Six-Hump Camel coloured by the global "
+            f"minimum they reach: {s['minima'][0]['count']:,} and {s['minima'][1]['count']:,}; "
+            f"{s['no_minimum']:,} stop in one of the four other local minima.",
+        ),
+        Item("camel_grid.mp4", "2,500 walks at once", "The same grid flowing into the six minima."),
+        Item(
+            "easom_grid.gif",
+            "Easom",
+            "Points on Easom's flat plateau sit still: the gradient there is "
+            "almost exactly zero. Only those near the well at (π, π) move.",
+        ),
+    ]
+    sections.append(
+        Section(
+            "Seed 001 — gradients, tolerance, many walks",
+            (
+                "dx = 2x from the power rule, from autograd and from finite differences all give 3.6 at "
+                "x = 1.8; with tolerance 0.01 the descent stops after 27 iterations at X = 0.00."
+            ),
+            items,
+        )
+    )
+
+    _close_figures()
+
+    # ---- seed 002: the seven steps on noisy speeds; MNIST next --------------------------------
+    echo("")
+    echo("Seed 002: fitting a*t² + b*t + c to noisy speeds, learning rate 1e-5 (loss per step)")
+    t, speed = noisy_quadratic(seed=0)
+
+    def quadratic(t, params):
+        a, b, c = params
+        return a * t**2 + b * t + c
+
+    learn = Learner(quadratic, params=3, data=(t, speed), loss="mse", lr=1e-5, verbose=False)
+    learn.fit(10)
+    for value in learn.history["loss"]:
+        echo(str(value))
+    plot.preds(learn, steps=[0, 1, 2, 3], path=path("seed002_preds.png"))
+    plot.loss(learn, path=path("seed002_loss.png"))
+    plot.animate(learn, path("seed002_fit.gif"), fps=4, seconds=3)
+    mnist = Learner(
+        models.MLP(784, 128, 10),
+        mnist_sample(),
+        loss="cross_entropy",
+        optimizer="momentum",
+        lr=0.05,
+        batch_size=64,
+        metrics=["accuracy"],
+        valid=0.2,
+        verbose=False,
+    )
+    mnist.fit(10)
+    accuracy = mnist.validate()["accuracy"]
+    echo(f"MNIST sample, MLP 784-128-10, 10 epochs: validation accuracy {accuracy:.3f}")
+    plot.loss(mnist, path=path("mnist_loss.png"))
+    sections.append(
+        Section(
+            "Seed 002 — the seven steps",
+            (
+                "Initialize, predict, loss, gradient, step, repeat, stop: a quadratic fitted to 20 noisy "
+                "speeds with plain gradient descent at lr 1e-5, the loss falling every step."
+            ),
+            [
+                Item(
+                    "seed002_preds.png",
+                    "Predictions after 0, 1, 2, 3 steps",
+                    "The seed's show_preds panels: each "
+                    "step tries a different quadratic, closer to the data.",
+                ),
+                Item(
+                    "seed002_loss.png",
+                    "The loss per step",
+                    f"From {learn.history['loss'][0]:.4g} to "
+                    f"{learn.history['loss'][-1]:.4g} in ten steps (log scale).",
+                ),
+                Item(
+                    "seed002_fit.gif", "The fit, animated", "The predicted curve after each step."
+                ),
+                Item(
+                    "mnist_loss.png",
+                    "Next: MNIST",
+                    f"The same loop on 4,000 handwritten digits (minibatches of 64, "
+                    f"momentum): {accuracy:.1%} of 1,000 held-out digits right after 10 epochs.",
+                ),
+            ],
+        )
+    )
+
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    index = path("index.html")
+    with atomic_file(index) as tmp:
+        Path(tmp).write_text(_page(sections, time.perf_counter() - began), encoding="utf-8")
+    echo("")
+    echo(
+        f"wrote {index} ({sum(len(s.items) for s in sections)} pictures) in {time.perf_counter() - began:.0f} s"
+    )
+    return index
+
+
+def _close_figures() -> None:
+    """The figures are on disk; free them (each section makes a dozen)."""
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
+def _media(item: Item) -> str:
+    src = html_lib.escape(item.file)
+    if item.file.endswith(".mp4"):
+        return f'<video src="{src}#t=0.1" controls loop muted playsinline preload="auto"></video>'
+    if item.file.endswith(".html"):
+        return f'<iframe src="{src}"></iframe><a href="{src}">open full page</a>'
+    return f'<a href="{src}"><img src="{src}" alt="{html_lib.escape(item.title)}"></a>'
+
+
+def _page(sections: list[Section], seconds: float) -> str:
+    body = []
+    for section in sections:
+        cards = "\n".join(
+            f'<figure class="{"wide" if it.file.endswith(".html") else ""}">{_media(it)}'
+            f"<figcaption><b>{html_lib.escape(it.title)}</b> {html_lib.escape(it.caption)}</figcaption></figure>"
+            for it in section.items
+        )
+        body.append(
+            f"<section><h2>{html_lib.escape(section.title)}</h2>"
+            f"<p>{html_lib.escape(section.intro)}</p><div class=grid>{cards}</div></section>"
+        )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>descentlab tour</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; padding: 0 1rem; }}
+h1 {{ margin-bottom: 0.2rem; }} h2 {{ border-bottom: 2px solid #ddd; padding-bottom: 0.3rem; margin-top: 2.5rem; }}
+.grid {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(340px, 1fr)); gap: 1.2rem; }}
+figure {{ margin: 0; background: #fafafa; border: 1px solid #e4e4e4; border-radius: 8px; padding: 0.6rem; }}
+figure.wide {{ grid-column: 1 / -1; }}
+img, video {{ width: 100%; border-radius: 4px; }} iframe {{ width: 100%; height: 660px; border: 0; }}
+figcaption {{ font-size: 0.92rem; line-height: 1.4; margin-top: 0.4rem; }}
+</style></head><body>
+<h1>descentlab tour</h1>
+<p>The three seed texts reproduced with descentlab, every picture made from a real run (written in {seconds:.0f} s).</p>
+{"".join(body)}
+</body></html>
+"""

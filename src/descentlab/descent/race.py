@@ -1,0 +1,116 @@
+"""`race`: several optimizers (or learning rates) from the same starting points, side by side.
+
+>>> r = race("himmelblau", start=(-0.4, -0.65), optimizers=["gd", "adam"], steps=50)
+>>> r.labels
+['gd', 'adam']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import DescentError
+from .loop import descend
+from .trajectory import Trajectory
+
+
+@dataclass
+class Race:
+    """Trajectories by label, all from the same objective and starts."""
+
+    runs: dict[str, Trajectory]
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.runs)
+
+    @property
+    def objective(self):
+        return next(iter(self.runs.values())).objective
+
+    def __iter__(self) -> Iterator[tuple[str, Trajectory]]:
+        return iter(self.runs.items())
+
+    def __getitem__(self, label: str) -> Trajectory:
+        return self.runs[label]
+
+    def __len__(self) -> int:
+        return len(self.runs)
+
+    def summary(self):
+        """One row per entrant: best and median final value, gap to f*, status counts."""
+        import pandas as pd
+
+        rows = []
+        for label, run in self:
+            s = run.summary()
+            fstar = run.meta.get("minimum_value")
+            finite = run.value_[np.isfinite(run.value_)]
+            rows.append(
+                {
+                    "label": label,
+                    "optimizer": run.meta["optimizer"],
+                    "lr": run.meta["lr"],
+                    "best_value": s["best_value"],
+                    "median_value": float(np.median(finite)) if finite.size else np.nan,
+                    "gap": s["best_value"] - fstar if fstar is not None else np.nan,
+                    "converged": s["converged"],
+                    "diverged": s["diverged"],
+                    "reached_minimum": int((np.atleast_1d(run.reached()) >= 0).sum()),
+                }
+            )
+        return pd.DataFrame(rows)
+
+    def __repr__(self) -> str:
+        return f"<Race {', '.join(self.labels)}>"
+
+
+def race(
+    f,
+    start,
+    optimizers: Sequence | Mapping = ("gd", "momentum", "rmsprop", "adam"),
+    lr: float | Mapping[str, float] | None = None,
+    lrs: Sequence[float] | None = None,
+    **kwargs,
+) -> Race:
+    """Run `descend` once per optimizer (or per learning rate) from the same starts.
+
+    Args:
+        f, start: as for `descend`.
+        optimizers: names or classes; ``(name, {hyper})`` pairs; or a mapping label -> entry.
+        lr: one rate for all, or a mapping optimizer label -> rate.
+        lrs: race learning rates instead: one optimizer (the first) at each rate.
+        **kwargs: passed to every `descend` (steps, tol, record, dtype, ...).
+    """
+    if isinstance(optimizers, Mapping):
+        entries = list(optimizers.items())
+    else:
+        entries = [(_label(o), o) for o in optimizers]
+    if not entries:
+        raise DescentError("race needs at least one optimizer")
+    if lrs is not None:
+        if not len(lrs):
+            raise DescentError("race needs at least one learning rate in lrs")
+        base_label, base = entries[0]
+        entries = [(f"{base_label} lr={v:g}", base) for v in lrs]
+        rates = list(lrs)
+    else:
+        rates = [lr.get(label) if isinstance(lr, Mapping) else lr for label, _ in entries]
+    labels = [label for label, _ in entries]
+    if len(set(labels)) != len(labels):
+        raise DescentError(
+            f"race labels must differ, got {labels}; use a mapping label -> optimizer"
+        )
+    runs = {}
+    for (label, entry), rate in zip(entries, rates, strict=True):
+        name, hyper = entry if isinstance(entry, tuple) else (entry, {})
+        runs[label] = descend(f, start, optimizer=name, lr=rate, **{**kwargs, **hyper})
+    return Race(runs)
+
+
+def _label(entry) -> str:
+    name = entry[0] if isinstance(entry, tuple) else entry
+    return name if isinstance(name, str) else getattr(name, "__name__", str(name))

@@ -1,0 +1,334 @@
+"""`Trajectory`: what a descent did, point by point, and how to print, tabulate, save and load it.
+
+Arrays are NumPy on the CPU, in the run's dtype. Recorded rows are iterations
+``recorded[r]``; ``path[r]`` holds every point's position there. A point that converged or
+diverged keeps its position in later rows. A run started from one point drops the batch axis
+in `start`, `x`, `value`, `steps` and `status` (and `x` is a scalar for a 1-D function).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import LoadError
+from ..files import atomic_file
+from ..status import CONVERGED, DIVERGED, STATUS
+
+FORMAT = "descentlab.trajectory/1"
+_CHUNK = 1 << 20  # points at a time where a per-point answer needs temporaries
+_FIELD = {"values": "_values", "grad_norms": "_grad_norms"}  # saved name -> Trajectory field
+_ARRAYS = (
+    "path",
+    "values",
+    "grad_norms",
+    "recorded",
+    "start_",
+    "x_",
+    "value_",
+    "grad_norm_",
+    "steps_",
+    "status_",
+)
+
+
+def coordinate_names(d: int) -> list[str]:
+    return ["x", "y", "z"][:d] if d <= 3 else [f"x{i}" for i in range(1, d + 1)]
+
+
+@dataclass(eq=False)
+class Trajectory:
+    """The record of a batch of descents.
+
+    Attributes:
+        path: ``(R, N, d)`` positions at the recorded iterations. With ``record="final"`` its
+            one row is the final state itself (the same memory as ``x_``, ``value_`` and
+            ``grad_norm_``, not a copy): copy before writing into either.
+        values: ``(R, N)`` f at those positions.
+        grad_norms: ``(R, N)`` gradient norms there (the run's norm). Where the C loop
+            recorded (positions only), these two are computed from `path` when first read,
+            by the loop's own code: the bits it would have stored (so read them before
+            writing into `path`).
+        recorded: ``(R,)`` iteration index of each recorded row.
+        meta: the settings of the run (objective, optimizer, lr, tol, ...), JSON-ready.
+    """
+
+    path: np.ndarray
+    _values: np.ndarray | None = field(repr=False)
+    _grad_norms: np.ndarray | None = field(repr=False)
+    recorded: np.ndarray
+    start_: np.ndarray  # (N, d)
+    x_: np.ndarray  # (N, d) final positions
+    value_: np.ndarray  # (N,)
+    grad_norm_: np.ndarray  # (N,)
+    steps_: np.ndarray  # (N,) steps taken before stopping
+    status_: np.ndarray  # (N,) codes into STATUS
+    meta: dict[str, Any] = field(default_factory=dict)
+    objective: Any = field(default=None, repr=False)  # the live Objective, not saved
+    # fill(path, "values" | "norms"): where the run recorded positions only (`Recorder.defer`)
+    _fill: Callable[[np.ndarray, str], np.ndarray] | None = field(default=None, repr=False)
+
+    @property
+    def values(self) -> np.ndarray:
+        if self._values is None:
+            self._values = self._fill(self.path, "values")
+        return self._values
+
+    @property
+    def grad_norms(self) -> np.ndarray:
+        if self._grad_norms is None:
+            self._grad_norms = self._fill(self.path, "norms")
+        return self._grad_norms
+
+    def __getstate__(self) -> dict:
+        """Pickled with its values and norms (the filling kernel stays in this process)."""
+        state = dict(self.__dict__)
+        state.update(_values=self.values, _grad_norms=self.grad_norms, _fill=None)
+        return state
+
+    # ---- shape of the batch ---------------------------------------------------------------
+    @property
+    def single(self) -> bool:
+        return bool(self.meta.get("single", False))
+
+    @property
+    def n_points(self) -> int:
+        return self.x_.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.x_.shape[1]
+
+    @property
+    def iterations(self) -> int:
+        """The last iteration evaluated (the most steps any point took)."""
+        return int(self.recorded[-1]) if len(self.recorded) else 0
+
+    @property
+    def grid_shape(self) -> tuple[int, ...]:
+        return tuple(self.meta.get("grid_shape", ()))
+
+    def _one(self, a: np.ndarray, point_axis_only: bool = False):
+        if not self.single:
+            return a
+        a = a[0]
+        if not point_axis_only and self.dim == 1 and a.ndim == 1:
+            return a[0]
+        return a
+
+    # ---- per point results ------------------------------------------------------------------
+    @property
+    def start(self):
+        return self._one(self.start_)
+
+    @property
+    def x(self):
+        """Final positions ``(N, d)``; ``(d,)`` for one point, a scalar for one 1-D point."""
+        return self._one(self.x_)
+
+    @property
+    def value(self):
+        return self._one(self.value_)
+
+    @property
+    def grad_norm(self):
+        return self._one(self.grad_norm_)
+
+    @property
+    def steps(self):
+        """Steps taken by each point before it converged, diverged, or the run ended."""
+        s = self.steps_
+        return int(s[0]) if self.single else s
+
+    @property
+    def status(self):
+        names = np.array(STATUS)[self.status_]
+        return str(names[0]) if self.single else names
+
+    @property
+    def converged(self):
+        c = self.status_ == CONVERGED
+        return bool(c[0]) if self.single else c
+
+    @property
+    def diverged(self):
+        c = self.status_ == DIVERGED
+        return bool(c[0]) if self.single else c
+
+    @property
+    def minima(self) -> list[tuple[float, ...]]:
+        return [tuple(m) for m in self.meta.get("minima", [])]
+
+    def reached(self, tol: float = 1e-2):
+        """Index of the known global minimum each final point lies within `tol` of, else -1.
+
+        Distances are Euclidean; diverged points never count as having reached one.
+        """
+        out = np.full(self.n_points, -1, dtype=np.int64)
+        minima = np.asarray(self.minima, dtype=np.float64)
+        # in chunks of coordinate rows, one minimum at a time: an (N, M, d) array of
+        # differences took 4 GB for an 8,000 x 8,000 grid on Himmelblau
+        for lo in range(0, self.n_points if self.minima else 0, _CHUNK):
+            cols = self.x_[lo : lo + _CHUNK].T.astype(np.float64)  # (d, chunk)
+            best = np.full(cols.shape[1], np.inf)  # squared distance to the nearest so far
+            index = out[lo : lo + _CHUNK]
+            square = np.empty_like(best)
+            for i, m in enumerate(minima):
+                square.fill(0.0)
+                for c, mc in enumerate(m):
+                    diff = cols[c] - mc
+                    square += diff * diff
+                closer = square < best  # the first of equally near minima, as argmin
+                np.copyto(best, square, where=closer)
+                np.copyto(index, i, where=closer)
+            far = ~(np.sqrt(best) <= tol) | (self.status_[lo : lo + _CHUNK] == DIVERGED)
+            np.copyto(index, -1, where=far)
+        return int(out[0]) if self.single else out
+
+    def summary(self, tol: float = 1e-2) -> dict[str, Any]:
+        """Counts per status and per known minimum reached, and the best final point."""
+        counts = np.bincount(self.status_, minlength=len(STATUS))
+        finite = np.where(np.isfinite(self.value_), self.value_, np.inf)
+        best = int(finite.argmin())
+        out: dict[str, Any] = {
+            "function": self.meta.get("function"),
+            "optimizer": self.meta.get("optimizer"),
+            "points": self.n_points,
+            "iterations": self.iterations,
+            **{name: int(c) for name, c in zip(STATUS, counts, strict=True)},
+            "best_x": self.x_[best].tolist(),
+            "best_value": float(self.value_[best]),
+        }
+        if self.minima:
+            # counts[0]: no minimum; counts[1 + i]: minimum i
+            counts = np.bincount(
+                np.atleast_1d(self.reached(tol)) + 1, minlength=1 + len(self.minima)
+            )
+            out["minima"] = [
+                {"index": i, "point": list(m), "count": int(c)}
+                for i, (m, c) in enumerate(zip(self.minima, counts[1:], strict=True))
+            ]
+            out["no_minimum"] = int(counts[0])
+        return out
+
+    # ---- printing and tables --------------------------------------------------------------------
+    def trace_lines(self, point: int = 0, final: bool = False) -> list[str]:
+        """Seed 000's lines ``f(x) = y`` (``:.2`` formatting) for each point a step was taken
+        from; with `final`, the last position too."""
+        stop = int(self.steps_[point])
+        rows = [r for r, k in enumerate(self.recorded) if k < stop or (final and k == stop)]
+        lines = []
+        for r in rows:
+            coords = ", ".join(f"{float(c):.2}" for c in self.path[r, point])
+            lines.append(f"f({coords}) = {float(self.values[r, point]):.2}")
+        return lines
+
+    def print_trace(self, point: int = 0, final: bool = False, file=None) -> None:
+        """Print `trace_lines`, e.g. ``f(-3.0) = 1.5e+01`` … for seed 000."""
+        print("\n".join(self.trace_lines(point, final)), file=file or sys.stdout)
+
+    def to_frame(self, final: bool = False):
+        """A pandas DataFrame: one row per (recorded step, point), or per point with `final`."""
+        import pandas as pd
+
+        names = coordinate_names(self.dim)
+        if final:
+            data = {"point": np.arange(self.n_points)}
+            data.update({f"start_{n}": self.start_[:, i] for i, n in enumerate(names)})
+            data.update({n: self.x_[:, i] for i, n in enumerate(names)})
+            data.update(
+                value=self.value_,
+                grad_norm=self.grad_norm_,
+                steps=self.steps_,
+                status=pd.Categorical(np.array(STATUS)[self.status_], categories=STATUS),
+                minimum=np.atleast_1d(self.reached()),
+            )
+            return pd.DataFrame(data)
+        r, n = self.values.shape
+        data = {"step": np.repeat(self.recorded, n), "point": np.tile(np.arange(n), r)}
+        data.update({c: self.path[:, :, i].reshape(-1) for i, c in enumerate(names)})
+        data.update(value=self.values.reshape(-1), grad_norm=self.grad_norms.reshape(-1))
+        return pd.DataFrame(data)
+
+    def __repr__(self) -> str:
+        counts = np.bincount(self.status_, minlength=len(STATUS))
+        parts = ", ".join(f"{c} {s}" for s, c in zip(STATUS, counts, strict=True) if c)
+        what = "1 point" if self.single else f"{self.n_points} points"
+        return (
+            f"<Trajectory {self.meta.get('function')} · {self.meta.get('optimizer')} "
+            f"lr={self.meta.get('lr')} · {what} · {self.iterations} iterations · {parts}>"
+        )
+
+    # ---- files ---------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write a ``.npz`` (arrays + JSON metadata) atomically; returns the path written."""
+        target = Path(path)
+        if target.suffix != ".npz":
+            target = target.with_name(target.name + ".npz")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {name: getattr(self, name) for name in _ARRAYS}
+        arrays["meta"] = np.array(json.dumps({**self.meta, "format": FORMAT}))
+        with atomic_file(target) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+        return target
+
+
+def load(path: str | os.PathLike) -> Trajectory:
+    """Read a Trajectory written by `Trajectory.save`, restoring every array exactly.
+
+    Raises:
+        LoadError: the file is missing, truncated, or not a descentlab trajectory.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise LoadError(f"no such file: {str(p)!r}")
+    if p.is_dir():
+        raise LoadError(f"{str(p)!r} is a directory, not a trajectory file")
+    try:
+        raw = p.read_bytes()
+        with np.load(io.BytesIO(raw), allow_pickle=False) as data:
+            if "meta" not in data.files:
+                raise LoadError(f"{str(p)!r} is a .npz file but not a descentlab trajectory")
+            meta = json.loads(str(data["meta"]))
+            if meta.get("format") != FORMAT:
+                raise LoadError(
+                    f"{str(p)!r} has format {meta.get('format')!r}; expected {FORMAT!r}"
+                )
+            missing = [a for a in _ARRAYS if a not in data.files]
+            if missing:
+                raise LoadError(f"{str(p)!r} lacks arrays {missing}; the file is incomplete")
+            arrays = {_FIELD.get(a, a): data[a] for a in _ARRAYS}
+    except LoadError:
+        raise
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError, KeyError, json.JSONDecodeError):
+        raise LoadError(
+            f"{str(p)!r} is not a readable descentlab trajectory (truncated or not a .npz file)"
+        ) from None
+    meta.pop("format", None)
+    traj = Trajectory(**arrays, meta=meta)
+    traj.objective = _objective_from_meta(meta)
+    return traj
+
+
+def _objective_from_meta(meta: dict):
+    """Rebuild a registered or formula objective so plots work after loading; None otherwise."""
+    from ..problem.resolve import named_or_formula
+
+    source = meta.get("source")
+    if source not in ("registry", "formula"):
+        return None
+    try:
+        return named_or_formula(meta["function"], meta.get("dim") if source == "registry" else None)
+    except Exception:
+        return None

@@ -1,0 +1,364 @@
+"""The `descentlab` command: output, files, exit codes, and errors without tracebacks."""
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+import descentlab as dl
+from descentlab.cli.app import app
+from descentlab.problem import functions
+
+runner = CliRunner()
+
+
+def cli(*args):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def test_functions_lists_every_registered_function():
+    result = cli("functions")
+    assert result.exit_code == 0
+    for name in functions.names():
+        assert name in result.output
+
+
+def test_show_lists_every_minimum():
+    result = cli("show", "himmelblau")
+    assert result.exit_code == 0
+    assert "4 point(s)" in result.output
+    for x in ("-2.80512", "-3.77931", "3.58443"):
+        assert x in result.output
+
+
+def test_descend_one_point_summary():
+    result = cli(
+        "descend",
+        "himmelblau",
+        "--start",
+        "-0.4,-0.65",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.05",
+        "--steps",
+        "500",
+    )
+    assert result.exit_code == 0, result.output
+    assert "(-2.80512, 3.13131)" in result.output
+    assert "minimum reached" in result.output
+
+
+def test_descend_grid_and_save(tmp_path):
+    path = tmp_path / "camel.npz"
+    result = cli(
+        "descend",
+        "six_hump_camel",
+        "--grid",
+        "50",
+        "--lr",
+        "0.01",
+        "--steps",
+        "300",
+        "--save",
+        str(path),
+    )
+    assert result.exit_code == 0, result.output
+    run = dl.load(path)
+    assert run.n_points == 2500 and run.iterations == 300
+    assert f"{run.summary()['minima'][0]['count']:,} points" in result.output
+
+
+def test_descend_random_in_five_dimensions():
+    result = cli(
+        "descend",
+        "rastrigin",
+        "--dim",
+        "5",
+        "--random",
+        "1000",
+        "--seed",
+        "0",
+        "--optimizer",
+        "rmsprop",
+        "--lr",
+        "0.01",
+        "--steps",
+        "50",
+    )
+    assert result.exit_code == 0, result.output
+    assert "1,000" in result.output and "(dimension 5)" in result.output
+
+
+def test_options_and_momentum_reach_the_optimizer(tmp_path):
+    cli(
+        "descend",
+        "rosenbrock",
+        "--start",
+        "-1,1",
+        "--optimizer",
+        "adam",
+        "-o",
+        "betas=(0.5,0.9)",
+        "--steps",
+        "5",
+        "--save",
+        str(tmp_path / "a.npz"),
+    )
+    assert dl.load(tmp_path / "a.npz").meta["hyper"]["betas"] == [0.5, 0.9]
+    cli(
+        "descend",
+        "rosenbrock",
+        "--start",
+        "-1,1",
+        "--momentum",
+        "0.7",
+        "--steps",
+        "5",
+        "--save",
+        str(tmp_path / "b.npz"),
+    )
+    assert dl.load(tmp_path / "b.npz").meta["hyper"]["momentum"] == 0.7
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["descend", "himelblau", "--start", "0,0"], "did you mean 'himmelblau'"),
+        (["descend", "x**2 + __import__('os')", "--start", "1"], "unknown function '__import__'"),
+        (["descend", "himmelblau", "--start", "0,0", "--optimizer", "adma"], "did you mean"),
+        (["descend", "himmelblau", "--start", "0,0,1"], "3 coordinates per point"),
+        (["descend", "himmelblau", "--start", "0,nan"], "non-finite"),
+        (["descend", "himmelblau", "--start", "a,b"], "is not numbers"),
+        (["descend", "himmelblau", "--start", "0,0", "--lr", "-1"], "lr must be"),
+        (["descend", "himmelblau", "--start", "0,0", "--steps", "-3"], "steps must be"),
+        (["descend", "himmelblau", "--start", "0,0", "--tol", "-1"], "tol must be"),
+        (["descend", "himmelblau"], "exactly one of --start, --grid or --random"),
+        (["descend", "himmelblau", "--start", "0,0", "--grid", "3"], "exactly one"),
+        (["descend", "himmelblau", "--start", "0,0", "-o", "nope"], "key=value"),
+        (["descend", "himmelblau", "--grid", "1000", "--steps", "100000"], "record='final'"),
+        (["show", "rastrign"], "did you mean 'rastrigin'"),
+        # printed as typed: Rich markup took "[blau]" (and "descentlab[scale]") for a style
+        (["show", "himmel[blau]"], "unknown function 'himmel[blau]'"),
+    ],
+)
+def test_errors_are_one_line_and_exit_non_zero(args, message):
+    done = subprocess.run(
+        [sys.executable, "-m", "descentlab.cli", *args], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert message in " ".join(done.stderr.split())
+    assert done.stderr.strip().startswith("error:")
+
+
+def test_saving_to_an_unwritable_place_fails_cleanly(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "descentlab.cli",
+            "descend",
+            "sphere",
+            "--start",
+            "1,1",
+            "--steps",
+            "2",
+            "--save",
+            str(blocker / "sub" / "run.npz"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_what_was_computed(tmp_path):
+    path = tmp_path / "partial.npz"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "descentlab.cli",
+            "descend",
+            "rastrigin",
+            "--dim",
+            "3",
+            "--random",
+            "20000",
+            "--steps",
+            "100000",
+            "--record",
+            "final",
+            "--engine",
+            "eager",
+            "--save",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    time.sleep(10)  # at 6 s a loaded machine had not finished the first iteration
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted" in err
+    run = dl.load(path)
+    assert (run.status == "interrupted").all()
+    assert 0 < run.iterations < 100000
+
+
+def test_fit_quadratic_prints_falling_losses_like_the_seed():
+    result = cli("fit", "quadratic", "--epochs", "10", "--lr", "1e-5")
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    losses = [float(v) for v in lines[:10]]
+    assert all(b < a for a, b in itertools.pairwise(losses))
+    assert lines[10].startswith("train: loss")
+
+
+def test_fit_digits_prints_an_epoch_table_and_accuracy():
+    result = cli("fit", "digits", "--model", "linear", "--epochs", "30")
+    assert result.exit_code == 0, result.output
+    header = result.output.splitlines()[0].split()
+    assert header == ["epoch", "train_loss", "valid_loss", "accuracy", "time"]
+    accuracy = float(result.output.strip().splitlines()[-1].split("accuracy")[1])
+    assert accuracy >= 0.93
+
+
+def test_fit_three_vs_seven_and_lr_find():
+    result = cli("fit", "mnist", "--three-vs-seven", "--model", "linear", "--epochs", "5")
+    assert result.exit_code == 0 and float(result.output.split("accuracy")[-1]) >= 0.95
+    found = cli("lr-find", "digits")
+    assert found.exit_code == 0 and "suggested lr:" in found.output
+
+
+def test_fit_mnist_idx_from_files(tmp_path):
+    from conftest import write_mnist
+
+    write_mnist(tmp_path, n_train=40, n_test=10, gz=True)
+    result = cli("fit", "mnist-idx", "--path", str(tmp_path), "--epochs", "2")
+    assert result.exit_code == 0, result.output
+    assert "valid: loss" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["fit", "mnst"], "did you mean 'mnist'"),
+        (["fit", "medmnist"], "needs --path"),
+        (["fit", "mnist-idx", "--path", "/definitely/not/here"], "no such folder"),
+        (["fit", "medmnist", "--path", "/definitely/not/here.npz"], "no such file"),
+        (["fit", "digits", "--model", "resnet"], "unknown model 'resnet'"),
+        (["fit", "digits", "--valid", "2"], "valid must be"),
+        (["fit", "quadratic", "--lr", "-1"], "lr must be"),
+    ],
+)
+def test_fit_errors(args, message):
+    done = subprocess.run(
+        [sys.executable, "-m", "descentlab.cli", *args], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert message in " ".join(done.stderr.split())
+
+
+def test_descend_writes_every_picture(tmp_path):
+    files = {
+        k: tmp_path / f"run.{ext}"
+        for k, ext in (("plot", "png"), ("animate", "gif"), ("html", "html"))
+    }
+    result = cli(
+        "descend",
+        "himmelblau",
+        "--start",
+        "-0.4,-0.65",
+        "--steps",
+        "60",
+        *[a for k, p in files.items() for a in (f"--{k}", str(p))],
+    )
+    assert result.exit_code == 0, result.output
+    for p in files.values():
+        assert p.stat().st_size > 10_000 and f"wrote {p}" in " ".join(result.output.split())
+
+
+def test_race_command(tmp_path):
+    result = cli(
+        "race",
+        "himmelblau",
+        "--start",
+        "-0.4,-0.65",
+        "--optimizers",
+        "gd,momentum,adam,rmsprop",
+        "--steps",
+        "50",
+        "--animate",
+        str(tmp_path / "race.gif"),
+    )
+    assert result.exit_code == 0, result.output
+    for name in ("gd", "momentum", "adam", "rmsprop"):
+        assert name in result.output
+    assert (tmp_path / "race.gif").exists()
+    lrs = cli(
+        "race",
+        "x**2",
+        "--start",
+        "-1.5",
+        "--optimizers",
+        "gd",
+        "--lrs",
+        "0.01,0.3,1.05",
+        "--steps",
+        "20",
+    )
+    assert lrs.exit_code == 0 and "gd lr=1.05" in lrs.output
+
+
+def test_bad_picture_paths_are_refused_before_the_run(tmp_path):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "descentlab.cli",
+            "descend",
+            "himmelblau",
+            "--grid",
+            "500",
+            "--steps",
+            "100000",
+            "--animate",
+            str(tmp_path / "x.avi"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and "use one of .gif, .mp4" in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fit_pictures(tmp_path):
+    result = cli(
+        "fit",
+        "quadratic",
+        "--plot",
+        str(tmp_path / "fit.png"),
+        "--animate",
+        str(tmp_path / "fit.gif"),
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "fit.png").stat().st_size > 10_000 and (
+        tmp_path / "fit.gif"
+    ).stat().st_size > 10_000
+    mnist = cli("fit", "digits", "--epochs", "2", "--plot", str(tmp_path / "loss.png"))
+    assert mnist.exit_code == 0 and (tmp_path / "loss.png").exists()

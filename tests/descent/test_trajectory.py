@@ -1,0 +1,153 @@
+import json
+import os
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import descentlab as dl
+from descentlab.descent.trajectory import _ARRAYS
+from descentlab.descent.walkers import Recorder
+from descentlab.memory import empty
+
+
+@pytest.fixture(scope="module")
+def camel():
+    return dl.descend("six_hump_camel", dl.grid(12), lr=0.01, steps=60, tol=1e-3)
+
+
+def test_save_and_load_round_trip_exactly(camel, tmp_path):
+    written = camel.save(tmp_path / "camel")
+    assert written.name == "camel.npz"
+    back = dl.load(written)
+    for name in _ARRAYS:
+        a, b = getattr(camel, name), getattr(back, name)
+        assert a.dtype == b.dtype and np.array_equal(a, b), name
+    assert back.meta == json.loads(json.dumps(camel.meta))
+    assert back.summary() == camel.summary()
+    assert back.objective is not None and back.objective.name == "six_hump_camel"
+    assert list(tmp_path.iterdir()) == [written]  # no temporary file left behind
+
+
+def test_single_point_shapes_survive_loading(tmp_path):
+    run = dl.descend(lambda x: x**2, start=1.8, lr=0.1, tol=0.01)
+    back = dl.load(run.save(tmp_path / "seed001.npz"))
+    assert back.steps == 27 and f"{back.x:.2f}" == "0.00" and back.single
+    assert back.objective is None  # a Python callable cannot be restored from a file
+
+
+def test_load_errors(tmp_path, camel):
+    with pytest.raises(dl.LoadError, match="no such file"):
+        dl.load(tmp_path / "missing.npz")
+    good = camel.save(tmp_path / "good.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(good[: len(good) // 2])
+    with pytest.raises(dl.LoadError, match="truncated or not a .npz"):
+        dl.load(tmp_path / "cut.npz")
+    np.savez(tmp_path / "foreign.npz", a=np.zeros(3))
+    with pytest.raises(dl.LoadError, match="not a descentlab trajectory"):
+        dl.load(tmp_path / "foreign.npz")
+    (tmp_path / "text.npz").write_text("hello")
+    with pytest.raises(dl.LoadError):
+        dl.load(tmp_path / "text.npz")
+    with zipfile.ZipFile(tmp_path / "partial.npz", "w") as z:
+        z.writestr("meta.npy", b"")
+    with pytest.raises(dl.LoadError):
+        dl.load(tmp_path / "partial.npz")
+    with pytest.raises(dl.LoadError, match="directory"):
+        dl.load(tmp_path)
+
+
+def test_reached_and_summary_agree(camel):
+    reached = camel.reached()
+    s = camel.summary()
+    assert sum(m["count"] for m in s["minima"]) + s["no_minimum"] == camel.n_points
+    for m in s["minima"]:
+        assert m["count"] == int((reached == m["index"]).sum())
+        pts = camel.x[reached == m["index"]]
+        assert np.all(np.linalg.norm(pts - np.array(m["point"]), axis=1) <= 1e-2)
+    assert s["converged"] + s["running"] + s["diverged"] + s["interrupted"] == camel.n_points
+
+
+def test_reached_is_the_nearest_minimum_within_tol_in_chunks(monkeypatch):
+    # Himmelblau's four minima from a grid that reaches all of them, stops short of them
+    # (lr too small for 40 steps) and diverges; chunks of 7 points, against all the
+    # distances at once
+    from descentlab.descent import trajectory
+
+    run = dl.descend("himmelblau", dl.grid(15, bounds=(-6, 6)), lr=0.02, steps=40, blowup=8)
+    monkeypatch.setattr(trajectory, "_CHUNK", 7)
+    for tol in (1e-2, 0.5, 3.0):
+        got = run.reached(tol)
+        dist = np.linalg.norm(run.x[:, None, :] - np.array(run.minima)[None], axis=-1)
+        near = dist.argmin(axis=1)
+        ok = (dist.min(axis=1) <= tol) & (run.status != "diverged")
+        np.testing.assert_array_equal(got, np.where(ok, near, -1))
+    assert {-1, 0, 1, 2, 3} <= set(run.reached(0.5).tolist())
+    assert (run.status == "diverged").any()
+
+
+def test_to_frame_long_and_final(camel):
+    long = camel.to_frame()
+    assert len(long) == camel.path.shape[0] * camel.n_points
+    assert list(long.columns) == ["step", "point", "x", "y", "value", "grad_norm"]
+    row = long[(long.step == camel.recorded[3]) & (long.point == 5)].iloc[0]
+    assert (row.x, row.y) == tuple(camel.path[3, 5])
+    final = camel.to_frame(final=True)
+    assert len(final) == camel.n_points
+    assert isinstance(final.status.dtype, pd.CategoricalDtype)
+    assert (final.minimum.to_numpy() == camel.reached()).all()
+
+
+def test_multi_d_trace_format():
+    run = dl.descend("himmelblau", start=(-0.4, -0.65), lr=0.01, steps=2)
+    lines = run.trace_lines(final=True)
+    assert lines[0] == "f(-0.4, -0.65) = 1.8e+02"
+    assert len(lines) == 3
+
+
+def test_repr_is_a_one_line_summary(camel):
+    text = repr(camel)
+    assert "six_hump_camel" in text and "144 points" in text and "\n" not in text
+
+
+def _vm_flags(address: int) -> list[str]:
+    """The kernel's flags for the mapping that holds `address` (/proc/self/smaps)."""
+    inside = False
+    with open("/proc/self/smaps") as fh:
+        for line in fh:
+            head = line.split()
+            if line.startswith("VmFlags:"):
+                if inside:
+                    return head[1:]
+            elif "-" in head[0] and ":" not in head[0]:
+                lo, hi = (int(a, 16) for a in head[0].split("-"))
+                inside = lo <= address < hi
+    raise AssertionError(f"no mapping holds {address:#x}")
+
+
+@pytest.mark.skipif(
+    not os.path.isdir("/sys/kernel/mm/transparent_hugepage"),
+    reason="not Linux, or a kernel without transparent huge pages",
+)
+def test_a_recording_asks_linux_for_huge_pages():
+    """A recording's buffers are madvised for 2 MiB pages ("hg"), which made a fresh 800 MB
+    recording fault 400 times instead of 200,000; torch's own allocator does not ask."""
+    # 65 MB of positions: above glibc's largest mmap threshold (32 MB), so each buffer is a
+    # fresh mapping, not reused heap that an earlier NumPy array had madvised
+    rec = Recorder(rows=101, n=80_000, d=2, dtype=torch.float32)
+    middle = rec.path.data_ptr() + rec.path.nbytes // 2
+    assert "hg" in _vm_flags(middle)
+    rec.coordinate_layout()
+    assert "hg" in _vm_flags(rec.path.data_ptr() + rec.path.nbytes // 2)
+    plain = torch.empty(101, 80_000, 2)
+    assert "hg" not in _vm_flags(plain.data_ptr() + plain.nbytes // 2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.int8, torch.bfloat16])
+def test_memory_empty_gives_the_shape_and_dtype_asked_for(dtype):
+    t = empty((3, 5), dtype)
+    assert t.shape == (3, 5) and t.dtype == dtype and t.is_contiguous()
+    t.fill_(1)
+    assert bool((t == 1).all())
