@@ -23,17 +23,19 @@ from pathlib import Path
 
 import torch
 
+from descentlab.engine import Spec
 from descentlab.engine.inductor.fusion import RowsPass
 from descentlab.engine.inductor.loop import _lean
 from descentlab.engine.updates import call_scalars, packed_scalars, zero_state
 from descentlab.problem import functions
+from descentlab.problem.objective import Objective
 
 LR = 0.01
 
 
 def engine_step(fn, kind: str, unroll: int):
     """The engine's plain kernel (`engine.inductor.loop._lean`), `unroll` steps per call."""
-    step = _lean(fn, kind, False, math.inf, False, False, "plain", unroll)
+    step = _lean(Spec(Objective(fn=fn, dim=2), kind, False, 2, torch.float32), "plain", unroll)
     return lambda x, state, packed: step(x, state, packed, None, None)
 
 

@@ -8,6 +8,7 @@ import torch
 from torch._inductor.utils import run_and_get_code
 
 from descentlab.descent.optimizers import resolve
+from descentlab.engine import Spec
 from descentlab.engine.inductor.fusion import RowsPass
 from descentlab.engine.inductor.loop import _lean
 from descentlab.engine.updates import call_scalars, hyper, kind_of, packed_scalars, zero_state
@@ -17,7 +18,7 @@ from descentlab.problem import functions
 def kernel(name, optimizer, substeps, passes):
     plan = resolve(optimizer, 0.01)
     kind = kind_of(plan)
-    lean = _lean(functions.get(name).fn, kind, False, math.inf, False, False, "plain", substeps)
+    lean = _lean(Spec(functions.get(name), kind, False, 2, torch.float64), "plain", substeps)
     options = {"post_grad_custom_pre_pass": RowsPass()} if passes else None
     h = {k: float(v) for k, v in hyper(plan, torch.float64, "cpu").items()}
     packed = torch.tensor(packed_scalars(h, -math.inf, 1e9) + call_scalars(h, 0, substeps))

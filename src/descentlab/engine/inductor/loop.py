@@ -62,8 +62,7 @@ def _torch_compiled(spec: Spec, kernel: tuple[str, int]):
     from .fusion import RowsPass, raise_recompile_limit
 
     raise_recompile_limit()
-    args = (spec.kind, spec.nesterov, spec.order, spec.clamp, spec.tol_set)
-    lean = _lean(spec.objective.fn, *args, *kernel)
+    lean = _lean(spec, *kernel)
     options = {"post_grad_custom_pre_pass": RowsPass()} if kernel[1] > 1 else None
     return torch.compile(lean, options=options)
 
@@ -101,13 +100,14 @@ def ready(spec: Spec, every: int | None) -> bool:
     return all((*prefix, *kernel) in cache for kernel in _kernels(every))
 
 
-def _iteration(fn: Callable, kind: str, nesterov: bool, order: float, clamp: bool):
+def _iteration(spec: Spec):
     """One iteration with every rule of the eager loop, in its order, on coordinates held as a
     tuple of ``(N,)`` tensors; run eagerly by `_Replay` on the points of a block that met an
     event. Returns the next position, the stop state, and the (reverted) position, value and
     gradient norm of this iteration, for recording.
     """
-    update = update_rule(kind, nesterov)
+    fn, order, clamp = spec.objective.fn, spec.order, spec.clamp
+    update = update_rule(spec.kind, spec.nesterov)
 
     def value_and_grad(cols):
         # autograd, as the eager engine computes it
@@ -147,16 +147,7 @@ def _iteration(fn: Callable, kind: str, nesterov: bool, order: float, clamp: boo
     return iteration
 
 
-def _lean(
-    fn: Callable,
-    kind: str,
-    nesterov: bool,
-    order: float,
-    clamp: bool,
-    tol_set: bool,
-    out: str,
-    substeps: int,
-):
+def _lean(spec: Spec, out: str, substeps: int):
     """`substeps` steps on a ``(d, N)`` tensor with no bookkeeping but a poison: a point whose
     value is not finite, that left the blow-up box or (when tol is set) whose gradient norm is
     below tol has its position set to NaN, so every later step keeps it NaN and the block's
@@ -176,7 +167,8 @@ def _lean(
     two loops and recomputed the gradient per row (5x slower); a bool output cost 4x more than
     a float one, hence the NaN.
     """
-    update = update_rule(kind, nesterov)
+    fn, order, clamp, tol_set = spec.objective.fn, spec.order, spec.clamp, spec.tol_set
+    update = update_rule(spec.kind, spec.nesterov)
     first_sub = len(HYPER) + 2
 
     def value_sum(x):
@@ -283,7 +275,7 @@ def compiled_loop(spec: Spec, plan, x0, s, rec, interrupted, bar):
     rec.engine = "compiled"
     if full:
         rec.coordinate_layout()
-    replay = _Replay(spec.objective, plan, s, dtype, device)
+    replay = _Replay(spec, plan, s, dtype, device)
     x = torch.stack(x0.unbind(1))  # (d, N); quicker than x0.T.contiguous()
     state = zero_state(kind_of(plan), x)
     # where stopped points ended (written when they stop; untouched pages cost nothing)
@@ -395,10 +387,9 @@ class _Replay:
     """The full iteration (`_iteration`, run eagerly) over the points of a block that met an
     event: from the block's start to its end, recording their rows."""
 
-    def __init__(self, objective, plan, s, dtype, device):
-        self.kind = kind_of(plan)
-        nesterov = bool(plan.kwargs.get("nesterov", False))
-        self.step = _iteration(objective.fn, self.kind, nesterov, s.order, s.box is not None)
+    def __init__(self, spec: Spec, plan, s, dtype, device):
+        self.kind = spec.kind
+        self.step = _iteration(spec)
         self.s = s
         self.h, self.floats = hyper(plan, dtype, device), floats(plan)
         scalar = {"dtype": dtype, "device": device}
