@@ -52,6 +52,10 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'descentlab' has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | {"plot", "animate"})
+
+
 __all__ = [
     "BenchResult",
     "Callback",

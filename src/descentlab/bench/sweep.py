@@ -202,6 +202,25 @@ class BenchResult:
             out["edge"] = ""
         return out
 
+    def plot(self, kind: str = "ecdf", path=None):
+        """The sweep as a picture: ``"ecdf"``, the fraction of starts at the target by step per
+        optimizer (COCO's runtime ECDF, one panel per function); ``"success"``, the success
+        rate of each chosen rate. Returns the Figure (``path=`` writes it too)."""
+        from ..plot import bench as pictures
+        from ..plot._common import save_figure
+
+        if kind not in ("ecdf", "success"):
+            raise DescentError(f"kind must be 'ecdf' or 'success', got {kind!r}")
+        fig = pictures.ecdf_curves(self.ecdf()) if kind == "ecdf" else pictures.heatmap(self)
+        if path is not None:
+            save_figure(fig, path)
+        return fig
+
+    def _repr_html_(self) -> str:
+        from ..plot import display
+
+        return display.bench(self)
+
     def edges(self) -> list[str]:
         """One line per (function, optimizer) whose chosen rate lies at the edge of the grid."""
         return [

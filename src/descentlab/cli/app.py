@@ -370,9 +370,6 @@ def _write_pictures(target, pictures: dict) -> None:
         else:
             plot.html(target, path)
         out.print(f"wrote {path}")
-    import matplotlib.pyplot as plt
-
-    plt.close("all")
 
 
 def _print_summary(run: Trajectory) -> None:

@@ -78,8 +78,6 @@ def tour(out: str | Path = "descentlab-tour", echo: Callable[[str], None] = prin
         )
     )
 
-    _close_figures()
-
     # ---- seed 001: x^2 from 1.8 with a tolerance; Himmelblau; the montage ----------------------
     echo("")
     echo("Seed 001: f(x) = x² from x = 1.8, learning rate 0.1, tolerance 0.01")
@@ -225,8 +223,6 @@ def tour(out: str | Path = "descentlab-tour", echo: Callable[[str], None] = prin
         )
     )
 
-    _close_figures()
-
     # ---- seed 002: the seven steps on noisy speeds; MNIST next --------------------------------
     echo("")
     echo("Seed 002: fitting a*t² + b*t + c to noisy speeds, learning rate 1e-5 (loss per step)")
@@ -291,9 +287,6 @@ def tour(out: str | Path = "descentlab-tour", echo: Callable[[str], None] = prin
         )
     )
 
-    import matplotlib.pyplot as plt
-
-    plt.close("all")
     index = path("index.html")
     with atomic_file(index) as tmp:
         Path(tmp).write_text(_page(sections, time.perf_counter() - began), encoding="utf-8")
@@ -302,13 +295,6 @@ def tour(out: str | Path = "descentlab-tour", echo: Callable[[str], None] = prin
         f"wrote {index} ({sum(len(s.items) for s in sections)} pictures) in {time.perf_counter() - began:.0f} s"
     )
     return index
-
-
-def _close_figures() -> None:
-    """The figures are on disk; free them (each section makes a dozen)."""
-    import matplotlib.pyplot as plt
-
-    plt.close("all")
 
 
 def _media(item: Item) -> str:

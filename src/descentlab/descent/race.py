@@ -64,6 +64,26 @@ class Race:
             )
         return pd.DataFrame(rows)
 
+    def plot(self, **kwargs):
+        """Every entrant's walk in its own colour (`plot.contour`, or `plot.curve` in 1-D)."""
+        from .. import plot
+
+        dim = next(iter(self.runs.values())).dim
+        if dim == 1:
+            return plot.curve(self, **kwargs)
+        return plot.contour(self, **kwargs)
+
+    def animate(self, path=None, **kwargs):
+        """The entrants moving together (`plot.animate`): a player in a notebook, or a file."""
+        from .. import plot
+
+        return plot.animate(self, path, **kwargs)
+
+    def _repr_html_(self) -> str:
+        from ..plot import display
+
+        return display.race(self)
+
     def __repr__(self) -> str:
         return f"<Race {', '.join(self.labels)}>"
 

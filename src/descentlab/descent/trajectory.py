@@ -268,6 +268,33 @@ class Trajectory:
             f"lr={self.meta.get('lr')} · {what} · {self.iterations} iterations · {parts}>"
         )
 
+    # ---- pictures (the plot package, loaded when asked for) --------------------------------------
+    def plot(self, **kwargs):
+        """The walk as a picture: on the contour map in 2-D (`plot.contour`), on the curve in
+        1-D (`plot.curve`), each parameter against the step beyond (`plot.params`). Returns
+        the Figure, which a notebook shows; ``path=`` writes it too."""
+        from .. import plot
+
+        draw = {1: plot.curve, 2: plot.contour}.get(self.dim, plot.params)
+        return draw(self, **kwargs)
+
+    def animate(self, path=None, **kwargs):
+        """The walk moving (`plot.animate`): a player in a notebook, or a GIF / MP4 at `path`."""
+        from .. import plot
+
+        return plot.animate(self, path, **kwargs)
+
+    def plot3d(self, **kwargs):
+        """The path on the function's 3-D surface (`plot.surface`)."""
+        from .. import plot
+
+        return plot.surface(self, **kwargs)
+
+    def _repr_html_(self) -> str:
+        from ..plot import display
+
+        return display.trajectory(self)
+
     # ---- files ---------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
         """Write a ``.npz`` (arrays + JSON metadata) atomically; returns the path written."""

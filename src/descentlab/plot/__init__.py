@@ -1,16 +1,21 @@
-"""Pictures of descents and fits: static figures (matplotlib), animations (GIF/MP4).
+"""Pictures of descents and fits: static figures (matplotlib), animations (a player in a
+notebook, GIF or MP4 in a file), 3-D views and interactive pages. Every figure is returned, and
+shows in Jupyter when it is a cell's result; no function here picks the user's backend.
 
 >>> import descentlab as dl
 >>> fig = dl.plot.contour(dl.descend("himmelblau", start=(-0.4, -0.65), lr=0.01, steps=100))
 """
 
-from .animate import animate
-from .fits import loss, preds
+from ._common import Figure
+from .animate import Animation, animate
+from .fits import loss, lr_find, preds
 from .interactive import html
 from .static import basins, contour, curve, lr_effects, montage, params, slices, surface
 from .view3d import has_pyvista, surface3d
 
 __all__ = [
+    "Animation",
+    "Figure",
     "animate",
     "basins",
     "contour",
@@ -19,6 +24,7 @@ __all__ = [
     "html",
     "loss",
     "lr_effects",
+    "lr_find",
     "montage",
     "params",
     "preds",

@@ -1,9 +1,12 @@
-"""What the plotting modules share: colours, run lists, the view box, atomic saving."""
+"""What the plotting modules share: the figure type, colours, run lists, the view box, atomic
+saving."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
+import matplotlib.figure
 import numpy as np
 
 from ..descent.race import Race
@@ -25,6 +28,29 @@ PALETTE = [
     "#469990",
 ]
 FIGURE_FORMATS = {".png", ".svg", ".pdf", ".jpg", ".jpeg"}
+DPI = 110
+
+
+class Figure(matplotlib.figure.Figure):
+    """A matplotlib Figure that pyplot does not hold: no window opens, none needs closing, and
+    the user's backend and their own `plt` figures are left alone. In Jupyter (JupyterLab,
+    Notebook 7, VS Code) it shows as a picture when it is a cell's result; ``display(fig)``
+    shows it anywhere in a cell."""
+
+    def _repr_png_(self) -> bytes:
+        return png_bytes(self)
+
+
+def png_bytes(fig, dpi: int = DPI) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def new_figure(nrows: int = 1, ncols: int = 1, *, figsize, **subplots):
+    """A `Figure` and its axes, as `pyplot.subplots` gives them."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, **subplots)
 
 
 def as_runs(runs) -> list[tuple[str, Trajectory]]:
@@ -91,5 +117,5 @@ def check_output(path, allowed: set[str], what: str) -> Path:
 def save_figure(fig, path) -> Path:
     p = check_output(path, FIGURE_FORMATS, "figure")
     with atomic_file(p) as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+        fig.savefig(tmp, dpi=DPI, bbox_inches="tight")
     return p

@@ -8,10 +8,9 @@ The landscape is drawn once; each frame moves only the points and their trails, 
 
 from __future__ import annotations
 
-import matplotlib
+from pathlib import Path
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+import matplotlib
 import numpy as np
 from matplotlib import animation
 
@@ -19,7 +18,7 @@ from ..errors import DescentError
 from ..files import atomic_file
 from ..progress import Progress
 from ..status import DIVERGED
-from ._common import PALETTE, as_runs, check_output
+from ._common import PALETTE, as_runs, check_output, new_figure
 from .static import MAX_PATHS, contour, curve
 
 FORMATS = {".gif", ".mp4"}
@@ -48,20 +47,34 @@ def _writer(suffix: str, fps: int):
 
 
 def animate(
-    obj, path, fps: int = 20, seconds: float = 5.0, dpi: int = 90, progress: bool | None = None
+    obj,
+    path=None,
+    fps: int = 20,
+    seconds: float = 5.0,
+    dpi: int = 90,
+    progress: bool | None = None,
 ):
-    """Write an animation of a Trajectory, a Race or a fitted Learner to ``.gif`` or ``.mp4``.
+    """An animation of a Trajectory, a Race or a fitted Learner: shown in a notebook, or
+    written to ``.gif`` or ``.mp4``.
 
     Args:
         obj: a 1-D or 2-D Trajectory (one point or a grid), a Race, or a Learner whose
             parameters were recorded (its predictions improving step by step).
-        path: output file; the extension picks the format.
+        path: output file, its extension picking the format; None returns an `Animation`
+            to show in Jupyter (or to `save` later).
         fps, seconds: frame rate and the longest the animation may last; runs with fewer
             recorded steps than ``fps * seconds`` show every step.
     Returns:
-        The path written and the number of frames, as ``(Path, int)``.
+        With `path`, the path written and the number of frames, as ``(Path, int)``; without,
+        an `Animation`.
+
+    >>> import descentlab as dl
+    >>> run = dl.descend("himmelblau", (-0.4, -0.65), lr=0.01, steps=40)
+    >>> dl.animate(run, fps=10, seconds=2).frames
+    20
     """
-    p = check_output(path, FORMATS, "animation")
+    if path is not None:
+        check_output(path, FORMATS, "animation")
     if not (isinstance(fps, int) and fps > 0 and seconds > 0):
         raise DescentError(
             f"fps must be a positive integer and seconds > 0, got {fps!r}, {seconds!r}"
@@ -70,30 +83,62 @@ def animate(
     from ..training import Learner
 
     if isinstance(obj, Learner):
-        fig, update, rows = _learner_scene(obj, n_frames)
+        scene = _learner_scene(obj, n_frames)
     else:
         entries = as_runs(obj)
         dim = entries[0][1].dim
         if dim == 1:
-            fig, update, rows = _curve_scene(entries, n_frames)
+            scene = _curve_scene(entries, n_frames)
         elif dim == 2:
-            fig, update, rows = _plane_scene(obj, entries, n_frames)
+            scene = _plane_scene(obj, entries, n_frames)
         else:
             raise DescentError(f"animate draws 1-D and 2-D runs; this one is {dim}-D")
-    writer = _writer(p.suffix.lower(), fps)
-    try:
+    made = Animation(*scene, fps=fps, dpi=dpi)
+    if path is None:
+        return made
+    return made.save(path, progress=progress), made.frames
+
+
+class Animation:
+    """Frames of a descent, drawn on demand: in Jupyter it shows as a player (matplotlib's
+    JavaScript one, frames embedded as PNG); `save` writes a GIF or an MP4."""
+
+    def __init__(self, fig, update, rows, fps: int, dpi: int):
+        self.figure, self._update, self._rows = fig, update, [int(r) for r in rows]
+        self.fps, self.dpi = fps, dpi
+
+    @property
+    def frames(self) -> int:
+        return len(self._rows)
+
+    def save(self, path, progress: bool | None = None) -> Path:
+        """Write the animation to ``.gif`` or ``.mp4`` (atomically); returns the path."""
+        p = check_output(path, FORMATS, "animation")
+        writer = _writer(p.suffix.lower(), self.fps)
         with (
             atomic_file(p) as tmp,
-            writer.saving(fig, tmp, dpi),
-            Progress(progress, len(rows)) as bar,
+            writer.saving(self.figure, tmp, self.dpi),
+            Progress(progress, self.frames) as bar,
         ):
-            for i, row in enumerate(rows):
-                update(int(row))
+            for i, row in enumerate(self._rows):
+                self._update(row)
                 writer.grab_frame()
                 bar.update(i + 1)
-    finally:
-        plt.close(fig)
-    return p, len(rows)
+        return p
+
+    def to_html(self) -> str:
+        """The player as HTML (what a notebook shows)."""
+        player = animation.FuncAnimation(
+            self.figure, self._update, frames=self._rows, interval=1000 / self.fps
+        )
+        self.figure.set_dpi(min(self.dpi, 80))  # embedded frames: keep the notebook light
+        return player.to_jshtml(fps=self.fps, default_mode="once")
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+    def __repr__(self) -> str:
+        return f"<Animation: {self.frames} frames at {self.fps} fps>"
 
 
 def _plane_scene(obj, entries, n_frames):
@@ -178,7 +223,7 @@ def _learner_scene(learn, n_frames):
     order = np.argsort(xs)
     preds = np.stack([learn.preds_at(k).reshape(-1).numpy() for k in range(len(saved))])
     rows = frame_rows(len(saved), n_frames)
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = new_figure(figsize=(6.4, 4.2))
     ax.scatter(xs, learn.y.numpy(), color="#3b4cc0", s=18, label="data")
     line = ax.plot([], [], "o-", color="#ff5a36", ms=4, label="prediction")[0]
     lo = min(float(learn.y.min()), float(np.percentile(preds, 2)))

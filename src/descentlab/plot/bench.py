@@ -7,17 +7,16 @@ import html
 import math
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from ..bench.sweep import pool_ecdf, save_table
 from ..files import atomic_file
-from ._common import save_figure
+from ._common import new_figure, save_figure
 
 
-def heatmap(result, path) -> Path:
+def heatmap(result, path=None):
     """Success rate of each optimizer's chosen rate (mean over the fresh seeds), one row per
-    function; each cell also names the rate."""
+    function; each cell also names the rate. Returns the Figure, or the path written."""
     chosen = result.chosen
     fns = list(dict.fromkeys(chosen.function))
     opts = list(dict.fromkeys(chosen.optimizer))
@@ -27,7 +26,7 @@ def heatmap(result, path) -> Path:
         i, j = fns.index(row.function), opts.index(row.optimizer)
         grid[i, j] = row.success_rate
         label[i, j] = f"{row.success_rate:.0%}\nlr {row.lr:g}"
-    fig, ax = plt.subplots(figsize=(1.3 * len(opts) + 2.5, 0.62 * len(fns) + 1.6))
+    fig, ax = new_figure(figsize=(1.3 * len(opts) + 2.5, 0.62 * len(fns) + 1.6))
     image = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
     for (i, j), text in label.items():
         ax.text(
@@ -44,13 +43,10 @@ def heatmap(result, path) -> Path:
     target = result.table.target.iloc[0]
     ax.set_title(f"success rate (f − f* ≤ {target:g}) at the tuned rate, fresh seeds")
     fig.colorbar(image, ax=ax, fraction=0.04, format=lambda v, _: f"{v:.0%}")
-    try:
-        return save_figure(fig, path)
-    finally:
-        plt.close(fig)
+    return fig if path is None else save_figure(fig, path)
 
 
-def ecdf_curves(ecdf, path) -> Path:
+def ecdf_curves(ecdf, path=None):
     """Fraction of starts at the target by step t (`BenchResult.ecdf`), one panel per
     function, one curve per optimizer (COCO's runtime ECDF); with several functions, a first
     panel aggregates them, each function weighing the same, as COCO's summary plots do."""
@@ -60,9 +56,7 @@ def ecdf_curves(ecdf, path) -> Path:
         panels.insert(0, (f"all {len(fns)} functions", pool_ecdf(ecdf)))
     cols = min(4, len(panels))
     rows = math.ceil(len(panels) / cols)
-    fig, axes = plt.subplots(
-        rows, cols, figsize=(3.4 * cols, 2.7 * rows), squeeze=False, sharey=True
-    )
+    fig, axes = new_figure(rows, cols, figsize=(3.4 * cols, 2.7 * rows), squeeze=False, sharey=True)
     for ax, (title, part) in zip(axes.flat, panels, strict=False):
         for opt, curve in part.groupby("optimizer", sort=False):
             ax.step(np.maximum(curve.step, 1), curve.fraction, where="post", label=opt)
@@ -77,10 +71,7 @@ def ecdf_curves(ecdf, path) -> Path:
         ax.set_ylabel("fraction at target")
     axes.flat[0].legend(fontsize=7, loc="upper left")
     fig.tight_layout()
-    try:
-        return save_figure(fig, path)
-    finally:
-        plt.close(fig)
+    return fig if path is None else save_figure(fig, path)
 
 
 def report(result, folder) -> Path:

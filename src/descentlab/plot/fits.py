@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 
 from ..errors import DescentError
+from ._common import new_figure
 from .static import _axes, _finish
 
 
@@ -45,9 +42,7 @@ def preds(learn, steps: Sequence[int] = (0, 1, 2, 3), path=None, ylim=None):
     x = learn.x
     if x.ndim > 1 and x.shape[1] != 1:
         raise DescentError("preds draws 1-D inputs (like the seed's time); this model has several")
-    fig, axes = plt.subplots(
-        1, len(steps), figsize=(3.2 * len(steps), 3), squeeze=False, sharey=True
-    )
+    fig, axes = new_figure(1, len(steps), figsize=(3.2 * len(steps), 3), squeeze=False, sharey=True)
     xs = x.reshape(-1).numpy()
     for ax, k in zip(axes[0], steps, strict=True):
         p = learn.preds_at(k).reshape(-1).numpy()
@@ -58,4 +53,27 @@ def preds(learn, steps: Sequence[int] = (0, 1, 2, 3), path=None, ylim=None):
             ax.set_ylim(*ylim)
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
+    return _finish(fig, path)
+
+
+def lr_find(result, ax=None, path=None):
+    """The learning-rate finder's curve (`Learner.lr_find`): smoothed loss against the rate on
+    a log scale, the raw losses faint behind it, and the suggested rate marked."""
+    if not len(result.lrs):
+        raise DescentError("the finder recorded no rates")
+    fig, ax = _axes(ax, (6.4, 4))
+    ax.plot(result.lrs, result.raw_losses, color="#3b4cc0", alpha=0.25, lw=1, label="loss")
+    ax.plot(result.lrs, result.losses, color="#3b4cc0", lw=1.8, label="smoothed")
+    ax.axvline(result.suggestion, color="#ff5a36", ls="--", lw=1.2)
+    at = float(np.interp(np.log(result.suggestion), np.log(result.lrs), result.losses))
+    label = f"suggestion {result.suggestion:.2g}"
+    ax.plot([result.suggestion], [at], "o", color="#ff5a36", label=label)
+    finite = result.losses[np.isfinite(result.losses)]
+    raw = result.raw_losses[np.isfinite(result.raw_losses)]
+    if finite.size:  # the explosion at the end would flatten the rest: cut it off
+        low = min(finite.min(), raw.min() if raw.size else finite.min())
+        top = min(max(finite.max(), raw.max() if raw.size else 0), 4 * finite[0])
+        ax.set_ylim(low - 0.05 * (top - low), top)
+    ax.set(xscale="log", xlabel="learning rate", ylabel="loss", title="learning-rate finder")
+    ax.legend(fontsize=8)
     return _finish(fig, path)

@@ -1,5 +1,6 @@
-"""Static figures with matplotlib (Agg). Each returns its Figure; single-panel ones take `ax=`;
-`path=` writes the figure atomically (``.png``, ``.svg``, ``.pdf``, ``.jpg``).
+"""Static figures with matplotlib. Each returns its Figure (`_common.Figure`: shown in Jupyter,
+never held by pyplot); single-panel ones take `ax=`; `path=` writes the figure atomically
+(``.png``, ``.svg``, ``.pdf``, ``.jpg``).
 
 Diverged points are drawn as red crosses and their paths dashed, never as silent gaps.
 Contours switch to logarithmic levels when values span more than three decades.
@@ -9,10 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib import colors
@@ -22,7 +19,7 @@ from ..descent.race import Race
 from ..descent.trajectory import Trajectory
 from ..errors import DescentError
 from ..status import DIVERGED
-from ._common import PALETTE, as_runs, objective_of, save_figure, view_box
+from ._common import PALETTE, Figure, as_runs, new_figure, objective_of, save_figure, view_box
 
 MAX_PATHS = 400  # beyond this, grids show final points rather than every path
 
@@ -208,7 +205,7 @@ def params(run: Trajectory, path=None, point: int = 0):
     """Each coordinate of one walk against the step — the seed's per-dimension view."""
     run = as_runs(run)[0][1]
     names = ["x", "y", "z"][: run.dim] if run.dim <= 3 else [f"x{i + 1}" for i in range(run.dim)]
-    fig, axes = plt.subplots(1, run.dim, figsize=(3.4 * run.dim, 3.2), squeeze=False)
+    fig, axes = new_figure(1, run.dim, figsize=(3.4 * run.dim, 3.2), squeeze=False)
     for j, ax in enumerate(axes[0]):
         ax.plot(run.recorded, run.path[:, point, j], color=PALETTE[j % len(PALETTE)], lw=2)
         for m in run.minima:
@@ -229,7 +226,7 @@ def slices(run: Trajectory, step: int = 0, path=None, point: int = 0):
     row = int(np.searchsorted(run.recorded, min(step, int(run.recorded[-1]))))
     x, y = run.path[row, point]
     box = view_box(obj, [run])
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    fig, axes = new_figure(1, 2, figsize=(9, 3.4))
     for ax, axis, (lo, hi), other in ((axes[0], 0, box[0], y), (axes[1], 1, box[1], x)):
         t = np.linspace(lo, hi, 400)
         pts = np.stack(
@@ -272,7 +269,7 @@ def surface(
     obj = objective_of(entries, "surface")
     box = view_box(obj, [r for _, r in entries])
     gx, gy, z = _evaluate(obj, box, n=120)
-    fig = plt.figure(figsize=(7, 5.4))
+    fig = Figure(figsize=(7, 5.4))
     ax = fig.add_subplot(projection="3d")
     ax.plot_surface(gx, gy, z, cmap="viridis", alpha=0.75, linewidth=0, antialiased=True)
     ax.contour(gx, gy, z, levels=15, offset=np.nanmin(z), cmap="viridis", linewidths=0.6)
@@ -368,7 +365,7 @@ def lr_effects(f, start, lrs: Sequence[float] = (0.01, 0.3, 1.05), steps: int = 
         floor = float(
             runs[0].objective.fn(torch.linspace(*xlim, 2001, dtype=torch.float64)[:, None]).min()
         )
-    fig, axes = plt.subplots(1, len(lrs), figsize=(3.6 * len(lrs), 3.3), squeeze=False)
+    fig, axes = new_figure(1, len(lrs), figsize=(3.6 * len(lrs), 3.3), squeeze=False)
     for ax, lr, run in zip(axes[0], lrs, runs, strict=True):
         curve(run, ax=ax, xlim=xlim)
         verdict = _verdict(run, floor)
@@ -387,7 +384,7 @@ def montage(
 
     cols = min(len(names), 2 if len(names) == 4 else 3)
     rows = -(-len(names) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.4 * rows), squeeze=False)
+    fig, axes = new_figure(rows, cols, figsize=(5.2 * cols, 4.4 * rows), squeeze=False)
     for ax, name in zip(axes.flat, names, strict=False):
         view = get(name).view
         starts = (
@@ -426,7 +423,7 @@ def _title(entries) -> str:
 
 def _axes(ax, size):
     if ax is None:
-        fig, ax = plt.subplots(figsize=size)
+        fig, ax = new_figure(figsize=size)
         return fig, ax
     return ax.figure, ax
 

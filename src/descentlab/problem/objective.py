@@ -75,6 +75,11 @@ class Objective:
             )
         return self.fn(x)
 
+    def _repr_html_(self) -> str:
+        from ..plot import display
+
+        return display.objective(self)
+
 
 def _positional_arity(f: Callable) -> int | None:
     """Number of required positional parameters, or None when it cannot be read."""

@@ -339,6 +339,24 @@ class Learner:
             if method is not None:
                 method(self)
 
+    def plot_loss(self, **kwargs):
+        """Training loss per step and validation loss per epoch (`plot.loss`)."""
+        from .. import plot
+
+        return plot.loss(self, **kwargs)
+
+    def plot_preds(self, steps=(0, 1, 2, 3), **kwargs):
+        """The data and the model's predictions after each of `steps` (`plot.preds`; needs
+        ``record_params=True``)."""
+        from .. import plot
+
+        return plot.preds(self, steps, **kwargs)
+
+    def _repr_html_(self) -> str:
+        from ..plot import display
+
+        return display.learner(self)
+
     def __repr__(self) -> str:
         return (
             f"<Learner {type(self.model).__name__} · {self.loss_name} · {self.plan.name} "

@@ -26,6 +26,17 @@ class LRFind:
     def __float__(self) -> float:
         return self.suggestion
 
+    def plot(self, **kwargs):
+        """Loss against rate (log scale), the suggestion marked (`plot.lr_find`)."""
+        from .. import plot
+
+        return plot.lr_find(self, **kwargs)
+
+    def _repr_png_(self) -> bytes:
+        from ..plot._common import png_bytes
+
+        return png_bytes(self.plot())
+
     def __repr__(self) -> str:
         span = f"{self.lrs[0]:.1e}..{self.lrs[-1]:.1e}"
         return f"<LRFind {len(self.lrs)} rates {span}, suggestion {self.suggestion:.2e}>"
