@@ -4,10 +4,16 @@ Side by side, a 2-D contour and a 3-D surface of the landscape; every walk anima
 with play/pause and a step slider; one legend entry per optimizer that toggles it in both
 views; hovering a point shows its step, position, value and gradient norm. plotly.js is
 inlined, so the page works with no network (≈ 5 MB for a 4-optimizer × 200-step race).
+
+The contour map is a picture behind the axes (the static figure's own levels, drawn by
+matplotlib), not a plotly trace: plotly.js blanks contour traces while frames play
+(plotly.js #4491, plotly.py #2151). Its colour bar is a plotly one, on an empty trace.
 """
 
 from __future__ import annotations
 
+import base64
+import io
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +24,7 @@ from plotly.subplots import make_subplots
 from ..errors import DescentError
 from ..files import atomic_file
 from ..status import DIVERGED
-from ._common import PALETTE, as_runs, check_output, objective_of, view_box
-from .animate import frame_rows
+from ._common import PALETTE, Figure, as_runs, check_output, objective_of, view_box
 
 HOVER = (
     "<b>%{fullData.name}</b><br>step %{customdata[0]}<br>x = %{x:.4g}, y = %{y:.4g}"
@@ -58,9 +63,6 @@ def figure(
     gx, gy = np.meshgrid(xs, ys)
     with torch.no_grad():
         z = objective.fn(torch.tensor(np.stack([gx, gy], -1))).numpy()
-    shifted = z - np.nanmin(z)
-    log = np.percentile(shifted, 95) / max(np.percentile(shifted, 50), 1e-12) > 8
-    shown = np.log10(shifted + 1e-3 * max(np.percentile(shifted, 50), 1e-12)) if log else z
     cols = 2 if surface else 1
     fig = make_subplots(
         rows=1,
@@ -68,23 +70,9 @@ def figure(
         column_widths=[0.5, 0.5][:cols],
         specs=[[{"type": "xy"}, {"type": "scene"}][:cols]],
         subplot_titles=["contour", "surface"][:cols],
-        horizontal_spacing=0.06,
+        horizontal_spacing=0.1,
     )
-    fig.add_trace(
-        go.Contour(
-            x=xs,
-            y=ys,
-            z=shown,
-            colorscale="Viridis",
-            showscale=False,
-            ncontours=30,
-            name="landscape",
-            hoverinfo="skip",
-            line={"width": 0.3},
-        ),
-        row=1,
-        col=1,
-    )
+    _landscape(fig, objective, box, surface)
     if surface:
         fig.add_trace(
             go.Surface(
@@ -101,12 +89,22 @@ def figure(
             row=1,
             col=2,
         )
+    rows = even_rows(max(len(r.recorded) for _, r in entries), frames)
+    dynamic = []  # indices of the traces that frames update
+    for i, (label, run) in enumerate(entries):
+        for trace, col in _static_paths(run, label, PALETTE[i % len(PALETTE)], surface):
+            fig.add_trace(trace, row=1, col=col)
+    for i, (label, run) in enumerate(entries):
+        color = PALETTE[i % len(PALETTE)]
+        for trace, col in _traces(run, label, color, rows[0], surface):
+            fig.add_trace(trace, row=1, col=col)
+            dynamic.append(len(fig.data) - 1)
     minima = [
         m
         for m in objective.minima
         if box[0][0] <= m[0] <= box[0][1] and box[1][0] <= m[1] <= box[1][1]
     ]
-    if minima:
+    if minima:  # last, so no path hides them
         m = np.array(minima)
         fig.add_trace(
             go.Scatter(
@@ -119,16 +117,6 @@ def figure(
             row=1,
             col=1,
         )
-    rows = frame_rows(max(len(r.recorded) for _, r in entries), frames)
-    dynamic = []  # indices of the traces that frames update
-    for i, (label, run) in enumerate(entries):
-        for trace, col in _static_paths(run, label, PALETTE[i % len(PALETTE)], surface):
-            fig.add_trace(trace, row=1, col=col)
-    for i, (label, run) in enumerate(entries):
-        color = PALETTE[i % len(PALETTE)]
-        for trace, col in _traces(run, label, color, rows[0], surface):
-            fig.add_trace(trace, row=1, col=col)
-            dynamic.append(len(fig.data) - 1)
     fig.frames = [
         go.Frame(
             name=str(k),
@@ -205,9 +193,79 @@ def figure(
             "camera": {"eye": {"x": 1.5, "y": -1.5, "z": 1.1}},
         },
     )
-    fig.update_xaxes(range=list(box[0]), title_text="x", row=1, col=1)
-    fig.update_yaxes(range=list(box[1]), title_text="y", row=1, col=1)
+    fig.update_xaxes(
+        range=list(box[0]), title_text="x", showgrid=False, zeroline=False, row=1, col=1
+    )
+    fig.update_yaxes(
+        range=list(box[1]), title_text="y", showgrid=False, zeroline=False, row=1, col=1
+    )
     return fig
+
+
+def even_rows(n_rows: int, n_frames: int) -> np.ndarray:
+    """Recorded rows at a constant stride, so the slider's steps are evenly spaced (0, 2, 4,
+    ...), the last row always included: at most ``n_frames + 1`` of them."""
+    stride = max(1, -(-(n_rows - 1) // max(1, n_frames)))
+    rows = np.arange(0, n_rows, stride)
+    return rows if rows[-1] == n_rows - 1 else np.append(rows, n_rows - 1)
+
+
+def _landscape(fig, objective, box, surface: bool) -> None:
+    """The contour map as a picture filling the 2-D axes, its colour bar beside them."""
+    from matplotlib.colors import LogNorm
+
+    from .static import _filled_contour
+
+    drawn = Figure(figsize=(6, 6))
+    ax = drawn.add_axes((0, 0, 1, 1))
+    cs, label, ticks = _filled_contour(ax, objective, box)
+    ax.set(xlim=box[0], ylim=box[1])
+    ax.set_axis_off()
+    buffer = io.BytesIO()
+    drawn.savefig(buffer, format="png", dpi=110)
+    source = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    (x0, x1), (y0, y1) = box
+    fig.add_layout_image(
+        source=source,
+        xref="x",
+        yref="y",
+        x=x0,
+        y=y1,
+        sizex=x1 - x0,
+        sizey=y1 - y0,
+        sizing="stretch",
+        layer="below",
+    )
+    log = isinstance(cs.norm, LogNorm)
+    levels = np.log10(cs.levels) if log else np.asarray(cs.levels)
+    ticks = [tick for tick in ticks if cs.levels[0] <= tick <= cs.levels[-1]]
+    fig.add_trace(
+        go.Scatter(
+            x=[None],
+            y=[None],
+            mode="markers",
+            name="landscape",
+            showlegend=False,
+            hoverinfo="skip",
+            marker={
+                "colorscale": "Viridis",
+                "cmin": float(levels[0]),
+                "cmax": float(levels[-1]),
+                "color": [float(levels[0])],
+                "showscale": True,
+                "colorbar": {
+                    "title": {"text": label, "side": "right"},
+                    "x": 0.45 if surface else 1.0,
+                    "len": 0.8,
+                    "thickness": 14,
+                    "tickvals": [float(np.log10(v)) if log else float(v) for v in ticks],
+                    "ticktext": [f"{v:g}" for v in ticks],
+                },
+            },
+        ),
+        row=1,
+        col=1,
+    )
 
 
 def _points(n: int) -> str:
@@ -247,11 +305,12 @@ def _line_pair(x, y, f, label, color, widths, opacity, surface: bool):
 
 
 def _static_paths(run, label, color, surface: bool):
-    """Each whole path once, faint, so the frames need carry only markers and short tails."""
+    """Each whole path once, lighter than the moving tail, so the frames need carry only markers
+    and short tails."""
     if run.n_points > MAX_TRAILS:
         return []
     x, y, f = _lines(run, 0, len(run.recorded) - 1, run.status_ != DIVERGED)
-    return _line_pair(x, y, f, label, color, (1, 2), 0.35, surface)
+    return _line_pair(x, y, f, label, color, (2, 3), 0.6, surface)
 
 
 def _traces(run, label, color, row: int, surface: bool):
@@ -269,7 +328,7 @@ def _traces(run, label, color, row: int, surface: bool):
     items, tails = [], []
     if few:
         x, y, f = _lines(run, max(0, r - TAIL), r, keep)
-        tails = _line_pair(x, y, f, label, color, (3, 6), 1.0, surface)
+        tails = _line_pair(x, y, f, label, color, (4, 6), 1.0, surface)
     items += [item for item in tails if item[1] == 1]
     items.append(
         (
