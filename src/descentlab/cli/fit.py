@@ -8,7 +8,7 @@
     descentlab fit mnist-idx --path ./mnist/
     descentlab lr-find mnist --model mlp
 
-Defaults per dataset were measured over several seeds on the held-out split (see the README).
+Defaults per dataset were measured over several seeds on the held-out split (see docs/training.md).
 """
 
 from __future__ import annotations
