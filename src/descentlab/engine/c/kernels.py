@@ -5,7 +5,8 @@ first use, and kept for the process.
 kernel's values and gradients with the eager engine's at points spread over f's domain
 (`check`): a translation error becomes `Unsupported`, never a wrong run. Kernels are kept by
 `Spec.key` for registered functions and formulas, and by library for all (two callables with
-the same source share one); a callable's source is traced once while it lives.
+the same source share one); a callable's source is traced afresh each run (milliseconds), since
+it may read globals that changed.
 """
 
 from __future__ import annotations
