@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -34,6 +35,29 @@ def test_show_lists_every_minimum():
     assert "4 point(s)" in result.output
     for x in ("-2.80512", "-3.77931", "3.58443"):
         assert x in result.output
+
+
+def test_show_prints_a_formula_that_descend_accepts():
+    # it printed the maths with ^, which descend rejects
+    shown = cli("show", "goldstein_price").output
+    (line,) = [ln for ln in shown.splitlines() if ln.startswith("f(x, y) = ")]
+    formula = line.removeprefix("f(x, y) = ")
+    assert "^" not in formula
+    by_name = dl.descend("goldstein_price", (0.5, -0.5), lr=1e-5, steps=20, dtype="float64")
+    by_text = dl.descend(formula, (0.5, -0.5), lr=1e-5, steps=20, dtype="float64")
+    np.testing.assert_allclose(by_text.path, by_name.path, rtol=1e-12)
+    assert "--dim D" in cli("show", "rastrigin").output  # any dimension: by its name
+
+
+def test_the_summary_echoes_the_settings_and_names_the_step_limit():
+    args = ["rosenbrock", "--start", "-1,1", "-O", "adam", "-o", "amsgrad=True", "--steps", "50"]
+    result = cli("descend", *args)
+    assert result.exit_code == 0, result.output
+    assert "adam  lr=0.01, amsgrad=True" in result.output
+    assert "stopped at the step limit, after 50 steps" in result.output
+    assert "running" not in result.output
+    many = cli("descend", "himmelblau", "--grid", "10", "--steps", "50").output
+    assert "100 stopped at the step limit" in many
 
 
 def test_descend_one_point_summary():
@@ -141,7 +165,13 @@ def test_options_and_momentum_reach_the_optimizer(tmp_path):
         (["descend", "himmelblau"], "exactly one of --start, --grid or --random"),
         (["descend", "himmelblau", "--start", "0,0", "--grid", "3"], "exactly one"),
         (["descend", "himmelblau", "--start", "0,0", "-o", "nope"], "key=value"),
-        (["descend", "himmelblau", "--grid", "1000", "--steps", "100000"], "record='final'"),
+        # the options to use, as the command line spells them (it said record='final')
+        (["descend", "himmelblau", "--grid", "1000", "--steps", "100000"], "--record final"),
+        (["descend", "x**2 + y**2", "--grid", "5"], "give --bounds LO,HI"),
+        (["descend", "x**2 + y**2", "--dim", "3", "--start", "1,1"], "but --dim 3 was given"),
+        # a misspelled name comes first, whatever else is missing
+        (["descend", "himelblau"], "did you mean 'himmelblau'"),
+        (["race", "himelblau"], "did you mean 'himmelblau'"),
         (["show", "rastrign"], "did you mean 'rastrigin'"),
         # printed as typed: Rich markup took "[blau]" (and "descentlab[scale]") for a style
         (["show", "himmel[blau]"], "unknown function 'himmel[blau]'"),
@@ -362,3 +392,30 @@ def test_fit_pictures(tmp_path):
     ).stat().st_size > 10_000
     mnist = cli("fit", "digits", "--epochs", "2", "--plot", str(tmp_path / "loss.png"))
     assert mnist.exit_code == 0 and (tmp_path / "loss.png").exists()
+
+
+def test_a_fit_whose_loss_runs_away_fails_with_the_reason():
+    # it exited 0 and printed "train: loss inf" as a result
+    done = subprocess.run(
+        [sys.executable, "-m", "descentlab.cli", "fit", "quadratic", "--lr", "0.01"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert "error: the loss became inf" in done.stderr and "try a smaller one" in done.stderr
+    assert "train: loss" not in done.stdout
+
+
+def test_a_loss_that_grows_a_hundredfold_is_called_diverging_before_it_is_infinite():
+    from types import SimpleNamespace
+
+    from descentlab.cli.fit import diverged
+
+    def learner(losses):
+        return SimpleNamespace(history={"loss": losses}, stop_reason=None, lr=0.5)
+
+    assert "grew from 2 to 500 in 3 steps" in diverged(learner([2.0, 40.0, 500.0]))
+    assert "try --lr 0.05" in diverged(learner([2.0, 40.0, 500.0]))
+    assert diverged(learner([2.0, 1.0, 0.5])) is None
+    assert diverged(learner([])) is None

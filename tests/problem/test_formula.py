@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -115,3 +116,22 @@ def test_fuzzed_text_raises_only_formula_errors(text):
     # anything accepted evaluates on a batch without raising (nan/inf are fine)
     out = f(torch.randn(4, f.dim))
     assert out.shape == (4,)
+
+
+def test_a_long_flat_sum_is_not_nesting():
+    # x1**2 + ... + x64**2 is a left-leaning tree of 64 additions to Python's parser: one
+    # level of the formula, not 64 (it was refused as "too deeply nested")
+    text = " + ".join(f"x{i}**2" for i in range(1, 65))
+    f = parse(text)
+    x = torch.arange(64, dtype=torch.float64).reshape(1, 64) / 10
+    assert f.dim == 64 and torch.allclose(f(x), (x**2).sum(-1))
+    assert float(parse("x - 2 - 3 + 4*y/2/2")(torch.tensor([[10.0, 3.0]]))[0]) == 8.0
+    run = dl.descend(text, start=[1.0] * 64, lr=0.25, steps=3)
+    assert np.allclose(run.x, 0.125)  # each coordinate halves per step
+
+
+def test_a_number_too_large_for_a_float_is_a_clear_error():
+    with pytest.raises(dl.FormulaError, match=r"number too large: .* at column 5 .*1e300"):
+        parse("x + " + "9" * 400)
+    with pytest.raises(dl.FormulaError, match="too deeply nested"):
+        parse("sin(" * 70 + "x" + ")" * 70)  # real nesting is still limited

@@ -167,3 +167,21 @@ def test_names_accept_hyphens_and_case():
 def test_objective_call_accepts_lists():
     assert float(functions.get("booth")([1.0, 3.0])) == 0.0
     assert math.isclose(float(functions.get("goldstein_price")([0.0, -1.0])), 3.0)
+
+
+@pytest.mark.parametrize("name", sorted(functions.EXPRESSIONS))
+def test_every_2d_expression_is_the_registered_function(name):
+    # what `descentlab show` prints for descend to accept: parsed, it is the same function
+    # (float64, over the domain)
+    from descentlab.problem.formula import parse
+
+    objective = functions.get(name)
+    gen = torch.Generator().manual_seed(3)
+    lo, hi = (torch.tensor(b, dtype=torch.float64) for b in zip(*objective.domain, strict=True))
+    x = lo + torch.rand(500, 2, generator=gen, dtype=torch.float64) * (hi - lo)
+    torch.testing.assert_close(parse(functions.EXPRESSIONS[name])(x), objective.fn(x))
+
+
+def test_every_fixed_2d_function_has_an_expression():
+    fixed = {n for n in functions.names() if not functions.REGISTRY[n].any_dim}
+    assert fixed == set(functions.EXPRESSIONS)

@@ -328,3 +328,36 @@ def test_bad_input_gives_one_line_errors(kwargs, message):
 def test_function_model_needs_params():
     with pytest.raises(dl.DescentError, match="needs params="):
         dl.Learner(quadratic, data=(torch.arange(3.0), torch.arange(3.0)))
+
+
+def test_lr_find_after_fit_sweeps_from_the_start_and_leaves_the_learner_as_it_was():
+    # after fit it suggested 2e-06 (the trained model's loss barely falls at any rate) where a
+    # new learner gets 6.6e-02: it now sweeps from the initial parameters, optimizer state and
+    # batch order, and puts the fitted ones back
+    data = dl.datasets.mnist_sample()
+
+    def new():
+        model = dl.models.MLP(784, 32, 10)
+        return dl.Learner(
+            model,
+            data,
+            loss="cross_entropy",
+            optimizer="momentum",
+            lr=0.05,
+            batch_size=64,
+            verbose=False,
+            seed=0,
+        )
+
+    fresh = new().lr_find(num=40)
+    learn = new()
+    learn.fit(1)
+    fitted = [p.detach().clone() for p in learn.model.parameters()]
+    state = (learn.epoch, learn.steps_done, list(learn.history["loss"]))
+    again = learn.lr_find(num=40)
+    assert again.suggestion == fresh.suggestion
+    np.testing.assert_array_equal(again.losses, fresh.losses)
+    assert all(torch.equal(a, b) for a, b in zip(fitted, learn.model.parameters(), strict=True))
+    assert (learn.epoch, learn.steps_done, list(learn.history["loss"])) == state
+    from_here = learn.lr_find(num=40, from_start=False)  # the current model, as asked
+    assert from_here.losses[0] < 0.8 * fresh.losses[0]

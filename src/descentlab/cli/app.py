@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -56,13 +57,40 @@ def _friendly(command):
         try:
             return command(*args, **kwargs)
         except DescentError as exc:
-            err.print(_error_line(exc), soft_wrap=True)
+            err.print(_error_line(for_the_command_line(str(exc))), soft_wrap=True)
             raise typer.Exit(2) from None
         except OSError as exc:
             err.print(_error_line(f"{exc.strerror or exc}: {exc.filename or ''}"), soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper
+
+
+# the library's messages name Python arguments; on the command line, name the options
+_OPTIONS = [
+    (r"pass bounds=\(lo, hi\) or one \(lo, hi\) per axis", "give --bounds LO,HI (or LO,HI;LO,HI)"),
+    (r"pass dim= or bounds with one \(lo, hi\) per axis", "give --dim D or --bounds LO,HI;LO,HI"),
+    (r"\bdim=(\d+)", r"--dim \1"),
+    (r"\bengine='(\w+)'", r"--engine \1"),
+    (r"\brecord='(\w+)'", r"--record \1"),
+    (r"\brecord=(\d+)", r"--record \1"),
+    (r"\bgrad='(\w+)'", r"--grad \1"),
+]
+
+
+def for_the_command_line(message: str) -> str:
+    """A library message with its Python arguments named as this command's options."""
+    for pattern, replacement in _OPTIONS:
+        message = re.sub(pattern, replacement, message)
+    return message
+
+
+def _check_function(function: str, dim: int | None) -> None:
+    """A misspelled name or a bad formula is reported first, before any problem with the
+    starts (which need the function's domain)."""
+    from ..problem.resolve import named_or_formula
+
+    named_or_formula(function, dim)
 
 
 def _num(v: float) -> str:
@@ -113,7 +141,11 @@ def show(
     """Show one function: formula, domain and every global minimum."""
     obj = registry.get(name, dim)
     out.print(Text.assemble((obj.name, "bold"), f"  (dimension {obj.dim})"))
-    out.print(f"f(x) = {obj.formula}")
+    expression = registry.EXPRESSIONS.get(obj.name)
+    if expression is not None:  # what descend accepts, so it can be pasted and edited
+        out.print(f"f(x, y) = {expression}", soft_wrap=True)
+    else:
+        out.print(f"f(x) = {obj.formula}  (any dimension: descentlab descend {obj.name} --dim D)")
     out.print(f"domain: {_domain(obj)}")
     out.print(f"global minimum f* = {obj.minimum_value!r} at {len(obj.minima)} point(s):")
     for i, m in enumerate(obj.minima):
@@ -201,6 +233,7 @@ def descend_command(
     engine: str = typer.Option("auto", help="auto, eager or compiled"),
 ) -> None:
     """Run gradient descent from one point, a grid or random points, and summarise it."""
+    _check_function(function, dim)
     pictures = _check_pictures(plot=plot, animate=animate, surface=surface, html=html)
     hyper = _parse_options(option)
     if momentum is not None:
@@ -256,6 +289,7 @@ def race_command(
     """Several optimizers (or learning rates) from the same starts, side by side."""
     from ..descent.race import race
 
+    _check_function(function, dim)
     pictures = _check_pictures(plot=plot, animate=animate, surface=surface, html=html)
     names = [n.strip() for n in optimizers.split(",") if n.strip()]
     rates = None
@@ -379,13 +413,18 @@ def _print_summary(run: Trajectory) -> None:
     table.add_column()
     lr = run.meta["lr"]
     table.add_row("function", f"{s['function']}  (dimension {run.dim})")
-    table.add_row("optimizer", f"{s['optimizer']}  lr={lr:g}")
+    settings = [f"lr={lr:g}"] + [f"{k}={v}" for k, v in (run.meta.get("hyper") or {}).items()]
+    table.add_row("optimizer", f"{s['optimizer']}  {', '.join(settings)}")
     if run.single:
         table.add_row("start", _point(run.start))
         table.add_row("final x", _point(run.x))
         table.add_row("f(x)", _num(float(run.value)))
         table.add_row("gradient norm", _num(float(run.grad_norm)))
-        table.add_row("status", f"{run.status} after {run.steps} steps")
+        if run.status == "running":
+            status = f"stopped at the step limit, after {run.steps} steps"
+        else:
+            status = f"{run.status} after {run.steps} steps"
+        table.add_row("status", status)
         if run.minima:
             i = run.reached()
             table.add_row(
@@ -394,8 +433,11 @@ def _print_summary(run: Trajectory) -> None:
             )
     else:
         table.add_row("points", f"{s['points']:,}  ({s['iterations']} iterations)")
+        said = {"running": "stopped at the step limit"}
         counts = ", ".join(
-            f"{s[k]:,} {k}" for k in ("converged", "diverged", "running", "interrupted") if s[k]
+            f"{s[k]:,} {said.get(k, k)}"
+            for k in ("converged", "diverged", "running", "interrupted")
+            if s[k]
         )
         table.add_row("status", counts)
         for m in s.get("minima", []):

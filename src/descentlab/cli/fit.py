@@ -13,6 +13,7 @@ Defaults per dataset were measured over several seeds on the held-out split (see
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,6 +112,24 @@ def recipe(
     raise UnknownNameError("model", kind, ("linear", "mlp", "polynomial", "function"))
 
 
+def diverged(learn) -> str | None:
+    """Why a fit failed: its loss became nan or infinite (the Learner stopped it), or grew a
+    hundredfold from its first step (not yet infinite, but running away); None when it did
+    not."""
+    losses = learn.history["loss"]
+    if not losses:
+        return None
+    last = losses[-1]
+    if not math.isfinite(last) or (learn.stop_reason and "loss became" in learn.stop_reason):
+        return learn.stop_reason or f"the loss became {last}"
+    if last > 100 * max(losses[0], 1e-12):
+        return (
+            f"the loss grew from {losses[0]:.4g} to {last:.4g} in {len(losses)} steps with "
+            f"lr={learn.lr:g}: the learning rate is too high; try --lr {learn.lr / 10:g}"
+        )
+    return None
+
+
 def register(app: typer.Typer, friendly) -> None:
     @app.command("fit")
     @friendly
@@ -162,6 +181,10 @@ def register(app: typer.Typer, friendly) -> None:
         )
         stop = EarlyStopping(patience=patience) if patience else None
         learn.fit(epochs if epochs is not None else r.epochs, stop=stop, target=target)
+        failed = diverged(learn)
+        if failed:  # the loss ran away: say so and fail, rather than print it as a result
+            typer.echo(f"error: {failed}", err=True)
+            raise typer.Exit(1)
         result = learn.validate()
         shown = ", ".join(f"{k} {v:.4f}" for k, v in result.items() if k != "split")
         typer.echo(f"{result['split']}: {shown}")

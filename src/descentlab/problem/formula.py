@@ -78,6 +78,8 @@ _BINARY: dict[type, Callable] = {
     ast.Div: torch.div,
     ast.Pow: torch.pow,
 }
+# operators that chain at one level (a + b - c, a * b / c)
+_FAMILY = {ast.Add: "sum", ast.Sub: "sum", ast.Mult: "product", ast.Div: "product"}
 _UNARY: dict[type, Callable] = {ast.USub: torch.neg, ast.UAdd: lambda a: a}
 _OPERATOR_HINTS = {
     ast.BitXor: "'^' is not a power here; write x**2 for x squared",
@@ -129,13 +131,7 @@ class _Compiler:
         if isinstance(node, ast.Name):
             return self.name(node)
         if isinstance(node, ast.BinOp):
-            op = _BINARY.get(type(node.op))
-            if op is None:
-                hint = _OPERATOR_HINTS.get(type(node.op), "use + - * / **")
-                raise self.fail(node, "operator not allowed in", hint)
-            left = self.compile(node.left, depth + 1)
-            right = self.compile(node.right, depth + 1)
-            return lambda env: op(left(env), right(env))
+            return self.binary(node, depth)
         if isinstance(node, ast.UnaryOp):
             op = _UNARY.get(type(node.op))
             if op is None:
@@ -154,6 +150,31 @@ class _Compiler:
             "use numbers, x, y, z, + - * / ** and functions",
         )
 
+    def binary(self, node: ast.BinOp, depth: int) -> Callable[[Env], torch.Tensor]:
+        """A chain of + and - (or of * and /) as one level: ``x1**2 + ... + x64**2`` is a
+        long sum, not 64 levels of nesting (Python parses it as a left-leaning tree)."""
+        family = _FAMILY.get(type(node.op))
+        links = []  # the chain's operations, from the last back to the first
+        while isinstance(node, ast.BinOp) and family and _FAMILY.get(type(node.op)) == family:
+            links.append(node)
+            node = node.left
+        if not links:  # ** (or a forbidden operator): a level of its own
+            links, node = [node], node.left
+        for link in links:
+            if type(link.op) not in _BINARY:
+                hint = _OPERATOR_HINTS.get(type(link.op), "use + - * / **")
+                raise self.fail(link, "operator not allowed in", hint)
+        first = self.compile(node, depth + 1)
+        rest = [(_BINARY[type(op.op)], self.compile(op.right, depth + 1)) for op in reversed(links)]
+
+        def chain(env):
+            out = first(env)
+            for op, operand in rest:
+                out = op(out, operand(env))
+            return out
+
+        return chain
+
     def constant(self, node: ast.Constant) -> Callable[[Env], torch.Tensor]:
         value = node.value
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -162,7 +183,13 @@ class _Compiler:
             )
         # A 0-d float64 tensor: torch arithmetic gives inf/nan where Python floats would raise,
         # and a 0-d tensor never changes the dtype of the batched variables it meets.
-        tensor = torch.tensor(float(value), dtype=torch.float64)
+        try:
+            number = float(value)
+        except OverflowError:
+            raise self.fail(
+                node, "number too large:", "the largest is about 1.8e308 (write 1e300, say)"
+            ) from None
+        tensor = torch.tensor(number, dtype=torch.float64)
         return lambda env: tensor
 
     def name(self, node: ast.Name) -> Callable[[Env], torch.Tensor]:

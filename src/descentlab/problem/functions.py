@@ -181,6 +181,29 @@ def schwefel(x: Tensor) -> Tensor:
     return _SCHWEFEL_C * x.shape[-1] - (x * torch.sin(_sqrt(torch.abs(x)))).sum(-1)
 
 
+# the 2-D functions as formula strings (what `descend` and the CLI accept), for `show`
+EXPRESSIONS = {
+    "himmelblau": "(x**2 + y - 11)**2 + (x + y**2 - 7)**2",
+    "six_hump_camel": "(4 - 2.1*x**2 + x**4/3)*x**2 + x*y + (-4 + 4*y**2)*y**2",
+    "easom": "-cos(x)*cos(y)*exp(-((x - pi)**2 + (y - pi)**2))",
+    "beale": "(1.5 - x + x*y)**2 + (2.25 - x + x*y**2)**2 + (2.625 - x + x*y**3)**2",
+    "booth": "(x + 2*y - 7)**2 + (2*x + y - 5)**2",
+    "matyas": "0.26*(x**2 + y**2) - 0.48*x*y",
+    "goldstein_price": (
+        "(1 + (x + y + 1)**2*(19 - 14*x + 3*x**2 - 14*y + 6*x*y + 3*y**2))"
+        "*(30 + (2*x - 3*y)**2*(18 - 32*x + 12*x**2 + 48*y - 36*x*y + 27*y**2))"
+    ),
+    "mccormick": "sin(x + y) + (x - y)**2 - 1.5*x + 2.5*y + 1",
+    "three_hump_camel": "2*x**2 - 1.05*x**4 + x**6/6 + x*y + y**2",
+    "bohachevsky": "x**2 + 2*y**2 - 0.3*cos(3*pi*x) - 0.4*cos(4*pi*y) + 0.7",
+    "branin": "(y - 5.1/(4*pi**2)*x**2 + 5/pi*x - 6)**2 + 10*(1 - 1/(8*pi))*cos(x) + 10",
+    "cross_in_tray": "-0.0001*(abs(sin(x)*sin(y)*exp(abs(100 - sqrt(x**2 + y**2)/pi))) + 1)**0.1",
+    "eggholder": "-(y + 47)*sin(sqrt(abs(x/2 + y + 47))) - x*sin(sqrt(abs(x - (y + 47))))",
+    "holder_table": "-abs(sin(x)*cos(y)*exp(abs(1 - sqrt(x**2 + y**2)/pi)))",
+    "drop_wave": "-(1 + cos(12*sqrt(x**2 + y**2)))/(0.5*(x**2 + y**2) + 2)",
+}
+
+
 @dataclass(frozen=True)
 class _Spec:
     fn: Callable[[Tensor], Tensor]

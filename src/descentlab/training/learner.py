@@ -298,11 +298,13 @@ class Learner:
         state = {n: c.reshape(s) for n, c, s in zip(names, chunks, shapes, strict=True)}
         return torch.func.functional_call(self.model, state, (self.x if x is None else x,))
 
-    def lr_find(self, start: float = 1e-7, end: float = 10.0, num: int = 100):
-        """Exponential learning-rate sweep over one pass; see `descentlab.training.lr_find`."""
+    def lr_find(self, start: float = 1e-7, end: float = 10.0, num: int = 100, from_start=True):
+        """Exponential learning-rate sweep from the initial parameters (or, with
+        ``from_start=False``, the current ones), leaving the learner as it was; see
+        `descentlab.training.lr_find`."""
         from .lr_find import lr_find
 
-        return lr_find(self, start=start, end=end, num=num)
+        return lr_find(self, start=start, end=end, num=num, from_start=from_start)
 
     # ---- plumbing ---------------------------------------------------------------------------
     def _closure(self) -> torch.Tensor:

@@ -52,19 +52,33 @@ def _restore(learn, snap) -> None:
 
 
 def lr_find(
-    learn, start: float = 1e-7, end: float = 10.0, num: int = 100, beta: float = 0.98
+    learn,
+    start: float = 1e-7,
+    end: float = 10.0,
+    num: int = 100,
+    beta: float = 0.98,
+    from_start: bool = True,
 ) -> LRFind:
     """Train for up to `num` batches with the rate growing from `start` to `end` exponentially,
     stop when the smoothed loss exceeds 4× its minimum or stops being finite, and suggest the
     rate where the smoothed loss falls fastest against log(lr). The model and optimizer are put
     back as they were.
+
+    `from_start`: sweep from the learner's initial parameters (`initialize`, its seed) with a
+    fresh optimizer state, so a learner already fitted gets the same suggestion as a new one
+    (from a trained model the loss is near its floor and barely falls at any rate); False
+    sweeps from the current parameters.
     """
     check_positive("start", start)
     check_positive("end", end)
     if not start < end or num < 5:
         raise DescentError("lr_find needs start < end and num >= 5")
     snap = _snapshot(learn)
-    history, steps = learn.history, learn.steps_done
+    history, steps, epoch = learn.history, learn.steps_done, learn.epoch
+    if from_start and steps:  # as a new learner: its parameters, optimizer state and batches
+        learn.initialize()
+        learn.opt.state.clear()
+        learn.epoch = 0
     lrs, raw, smooth = [], [], []
     avg, best = 0.0, math.inf
     learn.training = True
@@ -103,7 +117,7 @@ def lr_find(
     finally:
         learn.training = False
         _restore(learn, snap)
-        learn.history, learn.steps_done = history, steps
+        learn.history, learn.steps_done, learn.epoch = history, steps, epoch
     if len(lrs) < 5:
         raise DescentError(
             f"the loss diverged within {len(lrs)} steps from lr={start:g}; start lower"
