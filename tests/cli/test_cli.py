@@ -419,3 +419,58 @@ def test_a_loss_that_grows_a_hundredfold_is_called_diverging_before_it_is_infini
     assert "try --lr 0.05" in diverged(learner([2.0, 40.0, 500.0]))
     assert diverged(learner([2.0, 1.0, 0.5])) is None
     assert diverged(learner([])) is None
+
+
+def test_output_targets_are_checked_before_the_run(tmp_path):
+    # a long run was lost to a target checked after it; a folder was named by the temporary
+    # file's name
+    (tmp_path / "taken.npz").mkdir()
+    (tmp_path / "a_file").write_text("")
+    cases = [
+        (
+            ["descend", "himmelblau", "--grid", "3", "--save", str(tmp_path / "taken.npz")],
+            "is a folder; give a file name for the run",
+        ),
+        (
+            ["descend", "himmelblau", "--grid", "3", "--save", str(tmp_path / "a_file" / "r.npz")],
+            "it is not a folder",
+        ),
+        (
+            [
+                "bench",
+                "--functions",
+                "sphere",
+                "--optimizers",
+                "gd",
+                "--out",
+                str(tmp_path / "a_file" / "t.csv"),
+            ],
+            "it is not a folder",
+        ),
+    ]
+    for args, message in cases:
+        done = subprocess.run(
+            [sys.executable, "-m", "descentlab.cli", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 2, (args, done.stderr)
+        assert message in done.stderr and "Traceback" not in done.stderr
+        assert "function" not in done.stdout  # no summary: nothing ran
+
+
+def test_a_save_removes_what_killed_saves_of_the_same_file_left(tmp_path):
+    from descentlab.files import STALE_S
+
+    old = tmp_path / ".run.k1ll3d.npz"  # as atomic_file names its temporary files
+    old.write_bytes(b"x" * 1000)
+    os.utime(old, (time.time() - 2 * STALE_S,) * 2)
+    live = tmp_path / ".run.wr1t1ng.npz"  # another process writing right now: kept
+    live.write_bytes(b"")
+    other = tmp_path / ".other.k1ll3d.npz"  # another target's: not this save's business
+    other.write_bytes(b"")
+    os.utime(other, (time.time() - 2 * STALE_S,) * 2)
+    dl.descend("sphere", (1.0, 1.0), steps=2).save(tmp_path / "run.npz")
+    assert not old.exists() and live.exists() and other.exists()
+    assert (tmp_path / "run.npz").is_file()

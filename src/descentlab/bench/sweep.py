@@ -32,7 +32,7 @@ import torch
 from ..descent import optimizers as optimizer_registry
 from ..descent.loop import check_engine, descend
 from ..errors import DescentError, MemoryNeedError, check_positive
-from ..files import atomic_file
+from ..files import atomic_file, check_target
 from ..problem import functions as registry
 from ..problem.starts import random as random_starts
 from ..status import DIVERGED, INTERRUPTED
@@ -310,8 +310,9 @@ def bench(
     _check_counts(starts, steps, seed, seeds)
     _check_block_memory(dims, starts, steps, scheduler)
     check_positive("target", target)
-    if out is not None:
-        _table_format(out)  # a bad extension fails before any work
+    if out is not None:  # a bad extension or folder fails before any work
+        _table_format(out)
+        check_target(out, "table")
     check_engine(engine)
     blocks = len(lrs) + seeds  # per (function, optimizer)
     engines = _engines(engine, dims, optimizers, lrs[0], starts, steps * blocks)

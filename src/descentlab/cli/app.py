@@ -27,6 +27,7 @@ from rich.text import Text
 from ..descent.loop import DEFAULT_STEPS, descend
 from ..descent.trajectory import Trajectory
 from ..errors import DescentError
+from ..files import check_target
 from ..problem import functions as registry
 from ..problem.starts import grid as make_grid
 from ..problem.starts import random as make_random
@@ -235,6 +236,8 @@ def descend_command(
     """Run gradient descent from one point, a grid or random points, and summarise it."""
     _check_function(function, dim)
     pictures = _check_pictures(plot=plot, animate=animate, surface=surface, html=html)
+    if save is not None:  # before the run, not after it
+        check_target(save if save.suffix == ".npz" else save.with_name(save.name + ".npz"), "run")
     hyper = _parse_options(option)
     if momentum is not None:
         hyper["momentum"] = momentum

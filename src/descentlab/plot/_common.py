@@ -12,7 +12,7 @@ import numpy as np
 from ..descent.race import Race
 from ..descent.trajectory import Trajectory
 from ..errors import DescentError
-from ..files import atomic_file
+from ..files import atomic_file, check_target
 from ..status import DIVERGED
 
 PALETTE = [
@@ -111,7 +111,7 @@ def check_output(path, allowed: set[str], what: str) -> Path:
         )
     if not p.parent.is_dir():
         raise DescentError(f"folder {str(p.parent)!r} does not exist; create it first")
-    return p
+    return check_target(p, what)
 
 
 def save_figure(fig, path) -> Path:
