@@ -97,7 +97,7 @@ def descend(
         engine: ``"eager"`` (torch.optim, autograd, every feature), ``"compiled"`` (for gd,
             momentum, nesterov, adagrad, rmsprop and adam with autograd gradients: on the CPU
             the gradient, the update and every stop rule written out as one C loop and built
-            by the C compiler in about a second, `native`; where that cannot translate f, or
+            by the C compiler in about a second, `engine.c`; where that cannot translate f, or
             on a GPU, `torch.compile` on a structure-of-arrays layout with the stop rules
             checked every 64 steps and replayed exactly), or ``"auto"``: compiled when the
             work repays the build or the loop is already built (in this process, or on disk

@@ -98,7 +98,7 @@ class Recorder:
         self.norms = empty((rows, n), dtype)
         self.steps: list[int] = []
         self.engine = "eager"  # which loop filled it (set by the loop)
-        self.kernel: str | None = None  # the compiled loop's: "c" (`native`) or "inductor"
+        self.kernel: str | None = None  # the compiled loop's: "c" (`engine.c`) or "inductor"
         self.by_coordinates = False
         # where a loop records positions only: fill(path, "values" | "norms") -> (R, N) array
         self.fill: Callable[[np.ndarray, str], np.ndarray] | None = None
@@ -119,9 +119,8 @@ class Recorder:
 
     def defer(self, fill: Callable[[np.ndarray, str], np.ndarray]) -> None:
         """Record positions only: the values and norms are `fill`'s, from the positions, when
-        first asked for (`native.Kernel.rows`). Fresh pages bound a recording: gd on
-        Himmelblau, 1e6 points x 100 steps, recording every step took 0.92 s writing values
-        and norms too (1.6 GB), 0.49 s writing positions only."""
+        first asked for (`engine.c.Kernel.rows`). Fresh pages bound a recording, so writing
+        half the bytes halves its cost."""
         self.fill = fill
 
     def add(self, k: int, x, v, gn) -> None:

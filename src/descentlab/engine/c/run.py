@@ -43,7 +43,7 @@ def _pool(threads: int):
 
 
 def loop(made: Kernel, plan, x0, s, rec, interrupted, bar):
-    """Same contract as `descent.eager_loop`: returns x, v, gn, status, taken, k (x as (N, d)).
+    """Same contract as `descent.loop.eager_loop`: returns x, v, gn, status, taken, k (x as (N, d)).
 
     The points' state lives in ``(d, N)`` rows between calls; each call runs iterations k0 ..
     k1-1 for every point (`sources`), the points split between torch's threads (ctypes lets go

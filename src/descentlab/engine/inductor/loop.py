@@ -258,7 +258,7 @@ def _kernels(every: int | None) -> list[tuple[str, int]]:
 
 
 def compiled_loop(spec: Spec, plan, x0, s, rec, interrupted, bar):
-    """Same contract as `descent.eager_loop`: returns x, v, gn, status, taken, k (x as (N, d)).
+    """Same contract as `descent.loop.eager_loop`: returns x, v, gn, status, taken, k (x as (N, d)).
 
     Runs blocks of `BLOCK` lean steps (`_lean`): no per-step bookkeeping, only the poison;
     `STEPS_PER_CALL` steps per call when only final positions are kept. After a block, the
