@@ -151,3 +151,62 @@ def test_memory_empty_gives_the_shape_and_dtype_asked_for(dtype):
     assert t.shape == (3, 5) and t.dtype == dtype and t.is_contiguous()
     t.fill_(1)
     assert bool((t == 1).all())
+
+
+def _resave(source, out, changes):
+    """A saved trajectory's arrays with some replaced (the metadata given as JSON text)."""
+    with np.load(source) as data:
+        arrays = {name: data[name] for name in data.files}
+    arrays.update(changes)
+    np.savez(out, **arrays)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"meta": np.array("[1, 2]")}, "metadata that is not a mapping"),
+        ({"meta": np.array("null")}, "metadata that is not a mapping"),
+        ({"status_": np.array([0, 7, 1, 2], dtype=np.int8)}, r"status codes must be 0-3 .*0\.\.7"),
+        ({"steps_": np.array([3, -1, 2, 2])}, "negative step counts"),
+        ({"x_": np.zeros((3, 2), dtype=np.float32)}, r"x has shape \(3, 2\), but path"),
+        ({"path": np.zeros((5, 4), dtype=np.float32)}, "expected .rows, points, d."),
+    ],
+)
+def test_a_damaged_file_is_refused_with_what_is_wrong(tmp_path, change, message):
+    # these loaded, then failed in repr or summary (or with AttributeError on the metadata)
+    good = dl.descend("himmelblau", [[0, 0], [1, 1], [2, 2], [-1, 1]], steps=3).save(
+        tmp_path / "good.npz"
+    )
+    bad = _resave(good, tmp_path / "bad.npz", change)
+    with pytest.raises(dl.LoadError, match=message):
+        dl.load(bad)
+
+
+def test_a_file_that_claims_more_than_it_holds_is_refused_before_reading(tmp_path, monkeypatch):
+    import zipfile
+
+    bomb = tmp_path / "bomb.npz"  # 100 MB of zeros in a few hundred kB
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("path.npy", bytes(100 * 2**20))
+    assert bomb.stat().st_size < 2**20
+    with pytest.raises(dl.LoadError, match="expands 100 MiB from 0.10 MiB|expands 100 MiB"):
+        dl.load(bomb)
+    # arrays that would not fit in what the process may use
+    good = dl.descend("sphere", (1.0, 1.0), steps=3).save(tmp_path / "good.npz")
+    from descentlab import memory
+
+    monkeypatch.setattr(memory, "memory_budget", lambda max_memory=None: 100.0)
+    with pytest.raises(dl.LoadError, match="declares .* of arrays, more than"):
+        dl.load(good)
+
+
+def test_an_unreadable_file_says_so(tmp_path, monkeypatch):
+    good = dl.descend("sphere", (1.0, 1.0), steps=3).save(tmp_path / "good.npz")
+
+    def denied(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(type(good), "read_bytes", denied)
+    with pytest.raises(dl.LoadError, match="permission denied"):  # it said "truncated"
+        dl.load(good)

@@ -314,8 +314,13 @@ class Trajectory:
 def load(path: str | os.PathLike) -> Trajectory:
     """Read a Trajectory written by `Trajectory.save`, restoring every array exactly.
 
+    The file is checked before its arrays are read: its declared sizes must fit in memory (a
+    small file may claim gigabytes), its metadata must be a descentlab trajectory's, and the
+    arrays must agree in shape and hold valid statuses.
+
     Raises:
-        LoadError: the file is missing, truncated, or not a descentlab trajectory.
+        LoadError: the file is missing, unreadable, truncated, too large, or not a descentlab
+            trajectory; the message says which.
     """
     p = Path(path)
     if not p.exists():
@@ -324,10 +329,18 @@ def load(path: str | os.PathLike) -> Trajectory:
         raise LoadError(f"{str(p)!r} is a directory, not a trajectory file")
     try:
         raw = p.read_bytes()
+    except PermissionError:
+        raise LoadError(f"cannot read {str(p)!r}: permission denied") from None
+    except OSError as exc:
+        raise LoadError(f"cannot read {str(p)!r}: {exc.strerror or exc}") from None
+    try:
+        _check_sizes(p, raw)
         with np.load(io.BytesIO(raw), allow_pickle=False) as data:
             if "meta" not in data.files:
                 raise LoadError(f"{str(p)!r} is a .npz file but not a descentlab trajectory")
             meta = json.loads(str(data["meta"]))
+            if not isinstance(meta, dict):
+                raise LoadError(f"{str(p)!r} has metadata that is not a mapping; not a trajectory")
             if meta.get("format") != FORMAT:
                 raise LoadError(
                     f"{str(p)!r} has format {meta.get('format')!r}; expected {FORMAT!r}"
@@ -342,10 +355,66 @@ def load(path: str | os.PathLike) -> Trajectory:
         raise LoadError(
             f"{str(p)!r} is not a readable descentlab trajectory (truncated or not a .npz file)"
         ) from None
+    _check_arrays(p, arrays)
     meta.pop("format", None)
     traj = Trajectory(**arrays, meta=meta)
     traj.objective = _objective_from_meta(meta)
     return traj
+
+
+def _check_sizes(p: Path, raw: bytes) -> None:
+    """Refuse, before anything is decompressed, a file whose arrays would not fit in memory
+    or that expands far beyond its size (descentlab stores its arrays uncompressed)."""
+    from ..memory import _gb, memory_budget
+
+    with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+        members = archive.infolist()
+    declared = sum(m.file_size for m in members)
+    if declared > memory_budget():
+        raise LoadError(
+            f"{str(p)!r} declares {_gb(declared)} of arrays, more than the "
+            f"{_gb(memory_budget())} this process may use"
+        )
+    for m in members:  # a small file that claims gigabytes (a zip bomb)
+        if m.file_size > 64 * 2**20 and m.file_size > 20 * m.compress_size:
+            raise LoadError(
+                f"{str(p)!r} holds {m.filename!r}, which expands {m.file_size / 2**20:.0f} MiB "
+                f"from {m.compress_size / 2**20:.2f} MiB; not a descentlab trajectory"
+            )
+
+
+def _check_arrays(p: Path, arrays: dict) -> None:
+    """The arrays describe one run: R recorded rows of N points in d coordinates."""
+    path = arrays["path"]
+    if path.ndim != 3:
+        raise LoadError(f"{str(p)!r}: path has shape {path.shape}; expected (rows, points, d)")
+    rows, n, d = path.shape
+    want = {
+        "_values": (rows, n),
+        "_grad_norms": (rows, n),
+        "recorded": (rows,),
+        "start_": (n, d),
+        "x_": (n, d),
+        "value_": (n,),
+        "grad_norm_": (n,),
+        "steps_": (n,),
+        "status_": (n,),
+    }
+    for name, shape in want.items():
+        if arrays[name].shape != shape:
+            shown = name.strip("_")
+            raise LoadError(
+                f"{str(p)!r}: {shown} has shape {arrays[name].shape}, but path {path.shape} "
+                f"needs {shape}; the file is damaged"
+            )
+    status = arrays["status_"]
+    if status.size and (status.min() < 0 or status.max() >= len(STATUS)):
+        raise LoadError(
+            f"{str(p)!r}: status codes must be 0-{len(STATUS) - 1} ({', '.join(STATUS)}), "
+            f"found {int(status.min())}..{int(status.max())}; the file is damaged"
+        )
+    if arrays["steps_"].size and arrays["steps_"].min() < 0:
+        raise LoadError(f"{str(p)!r}: negative step counts; the file is damaged")
 
 
 def _objective_from_meta(meta: dict):
