@@ -186,8 +186,7 @@ def load(text: str, symbols: Iterable[str], cancelled: Callable[[], bool] | None
     if name in _LIBRARIES:
         return _LIBRARIES[name]
     for attempt in range(2):
-        lib = folder() / name
-        _build_file(text, lib, cancelled)
+        lib = _build_file(text, folder() / name, cancelled)
         library = None
         try:
             library = ctypes.CDLL(str(lib))
@@ -241,9 +240,10 @@ def _verified(lib: Path) -> bool:
         return False
 
 
-def _build_file(text: str, lib: Path, cancelled) -> None:
-    """`lib` built from `text` unless it is verified on disk; a source the compiler rejected
-    before is not tried again."""
+def _build_file(text: str, lib: Path, cancelled) -> Path:
+    """`lib` built from `text` unless it is verified on disk, and where it now is (in a
+    private folder where the cache refused the write); a source the compiler rejected before
+    is not tried again."""
     try:
         reason = lib.with_suffix(".failed").read_text().strip()
     except OSError:
@@ -251,15 +251,17 @@ def _build_file(text: str, lib: Path, cancelled) -> None:
     if reason:
         raise Unsupported(reason)
     if _verified(lib):
-        return
+        return lib
     try:
         _compile(text, lib, cancelled)
+        return lib
     except OSError as exc:  # the cache folder refused a write: build privately
         private = _fall_back(exc)
         if private is None:
             why = f"cannot write the C loop ({exc.strerror or exc})"
             raise Unsupported(why, lasting=False) from None
         _compile(text, private / lib.name, cancelled)
+        return private / lib.name
 
 
 def _compile(text: str, lib: Path, cancelled) -> None:
