@@ -20,6 +20,19 @@ os.environ["DESCENTLAB_KERNEL_CACHE"] = os.environ["DESCENTLAB_TEST_KERNELS"]
 os.environ.pop("DESCENTLAB_C_LOOP", None)
 
 
+# headless Chromium, as root, with no network: without the background-networking flags it
+# tries Google's hosts at every start
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
 def require_tool(name: str) -> str:
     """Path of an external tool; skip without it, except in CI (DESCENTLAB_REQUIRE_ALL=1)."""
     path = shutil.which(name)

@@ -44,6 +44,10 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str):
     # matplotlib takes a noticeable moment to import; load the pictures only when asked for
+    if name == "explore":  # the widget needs anywidget: load it when asked for
+        from .explorer import explore
+
+        return explore
     if name in ("plot", "animate"):
         import importlib
 
@@ -53,7 +57,7 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | {"plot", "animate"})
+    return sorted(set(globals()) | {"plot", "animate", "explore"})
 
 
 __all__ = [
@@ -79,6 +83,7 @@ __all__ = [
     "bench",
     "datasets",
     "descend",
+    "explore",
     "formula",
     "functions",
     "gradient",

@@ -8,17 +8,7 @@ import pytest
 from PIL import Image
 
 import descentlab as dl
-from conftest import require_tool
-
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from conftest import CHROMIUM_FLAGS, require_tool
 
 
 @pytest.fixture(scope="module")

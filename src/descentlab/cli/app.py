@@ -32,6 +32,7 @@ from ..problem import functions as registry
 from ..problem.starts import grid as make_grid
 from ..problem.starts import random as make_random
 from . import bench as cli_bench
+from . import explore as cli_explore
 from . import fit as cli_fit
 
 app = typer.Typer(
@@ -273,7 +274,10 @@ def descend_command(
 @_friendly
 def race_command(
     function: str = typer.Argument(..., help="a function name or a formula"),
-    optimizers: str = typer.Option("gd,momentum,rmsprop,adam", help="comma-separated names"),
+    optimizers: str = typer.Option(
+        "gd,momentum,rmsprop,adam",
+        help="comma-separated names, each with settings if wanted: 'gd,adam[betas=(0.9,0.99)]'",
+    ),
     lrs: str = typer.Option(None, help="race learning rates of the first optimizer instead"),
     start: str = typer.Option(None, help="start point x,y (several: 'x,y;x,y')"),
     grid: int = typer.Option(None, help="start from an n-per-axis grid"),
@@ -281,7 +285,7 @@ def race_command(
     seed: int = typer.Option(0, help="seed for --random"),
     bounds: str = typer.Option(None, help="box for --grid/--random"),
     dim: int = typer.Option(None, help="dimension of d-dimensional functions"),
-    lr: float = typer.Option(None, help="learning rate for every optimizer"),
+    lr: str = typer.Option(None, help="learning rate for every optimizer, or one each: 0.01,0.1"),
     steps: int = typer.Option(200, help="most steps per point"),
     tol: float = typer.Option(None, help="stop a point when its gradient norm < tol"),
     plot: Path = typer.Option(None, help="contour figure (.png, .svg, .pdf)"),
@@ -294,18 +298,16 @@ def race_command(
 
     _check_function(function, dim)
     pictures = _check_pictures(plot=plot, animate=animate, surface=surface, html=html)
-    names = [n.strip() for n in optimizers.split(",") if n.strip()]
+    entries = _race_entries(optimizers)
     rates = None
     if lrs is not None:
-        try:
-            rates = [float(v) for v in lrs.split(",") if v.strip()]
-        except ValueError:
-            raise DescentError(f"--lrs {lrs!r} must be comma-separated numbers") from None
+        rates = _numbers(lrs, "--lrs")
+    per_entry = None if lr is None else dict(zip(entries, _rates(lr, len(entries)), strict=True))
     r = race(
         function,
         _starts(start, grid, random, seed, bounds),
-        optimizers=names,
-        lr=lr,
+        optimizers=entries,
+        lr=per_entry,
         lrs=rates,
         steps=steps,
         tol=tol,
@@ -349,6 +351,55 @@ def tour_command(
     from .tour import tour
 
     tour(out, echo=typer.echo)
+
+
+def _numbers(text: str, option: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise DescentError(f"{option} {text!r} must be comma-separated numbers") from None
+    if not values:
+        raise DescentError(f"{option} needs at least one number")
+    return values
+
+
+def _rates(text: str, n: int) -> list[float]:
+    """``--lr``: one rate for all n optimizers, or one each."""
+    given = _numbers(text, "--lr")
+    if len(given) not in (1, n):
+        raise DescentError(f"--lr has {len(given)} rates for {n} optimizers; give one, or one each")
+    return given * n if len(given) == 1 else given
+
+
+def _split_top(text: str) -> list[str]:
+    """Split at the commas outside brackets and parentheses."""
+    parts, depth, current = [], 0, ""
+    for ch in text:
+        depth += (ch in "[(") - (ch in "])")
+        if ch == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    return [p.strip() for p in [*parts, current] if p.strip()]
+
+
+def _race_entries(text: str) -> dict:
+    """``gd,adam[betas=(0.9,0.99),eps=1e-6]`` -> {label: name or (name, settings)}, each label
+    the entry as written (numbered where the same one repeats)."""
+    entries: dict = {}
+    for part in _split_top(text):
+        name, bracket, rest = part.partition("[")
+        if bracket and not rest.endswith("]"):
+            raise DescentError(f"--optimizers entry {part!r} must end with ]: name[key=value,...]")
+        hyper = _parse_options(_split_top(rest[:-1])) if bracket else {}
+        label, i = part, 2
+        while label in entries:
+            label, i = f"{part} #{i}", i + 1
+        entries[label] = (name.strip(), hyper) if hyper else name.strip()
+    if not entries:
+        raise DescentError("--optimizers needs at least one name, e.g. gd,adam")
+    return entries
 
 
 def _starts(start, grid, random, seed, bounds):
@@ -455,6 +506,7 @@ def _print_summary(run: Trajectory) -> None:
 
 cli_fit.register(app, _friendly)
 cli_bench.register(app, _friendly)
+cli_explore.register(app, _friendly, out)
 
 
 def _one_line(message, category, filename, lineno, line=None) -> str:

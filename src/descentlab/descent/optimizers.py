@@ -15,6 +15,7 @@ probed once on a tiny batch, and run point by point if rows influence each other
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -143,14 +144,15 @@ def state_tensors(plan: OptimizerPlan) -> int:
     return counts.get(plan.name, 2)
 
 
-def _accepted(cls: type) -> set[str] | None:
+@functools.lru_cache(maxsize=256)  # a class's signature does not change
+def _accepted(cls: type) -> frozenset[str] | None:
     try:
         params = inspect.signature(cls.__init__).parameters.values()
     except (TypeError, ValueError):
         return None
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
         return None
-    return {p.name for p in params if p.name not in ("self", "params")}
+    return frozenset(p.name for p in params if p.name not in ("self", "params"))
 
 
 def accepted_hyper(optimizer) -> set[str] | None:

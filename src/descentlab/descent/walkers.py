@@ -147,6 +147,15 @@ class Recorder:
         self.steps.append(k)
         return self.path[r], self.values[r], self.norms[r]
 
+    def next_rows(self, ks: range):
+        """`next_row` for iterations `ks` at once: the first row's views (the rows that follow
+        it are contiguous), or None when `ks` is empty."""
+        if not ks:
+            return None
+        r = len(self.steps)
+        self.steps.extend(ks)
+        return self.path[r], self.values[r], self.norms[r]
+
     def finish(self, k: int, x, v, gn) -> None:
         """Record the final state unless its row is already there. With only the final state
         kept (one row, still empty) and the loop's results on the CPU, the row is a view of

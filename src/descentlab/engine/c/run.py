@@ -77,7 +77,7 @@ def loop(made: Kernel, plan, x0, s, rec, interrupted, bar):
     while True:
         k1 = min(k0 + per_call, s.steps + 1)
         first_k = -(-k0 // every) * every if every else 0
-        rows = [rec.next_row(k) for k in range(first_k, k1, every)] if every else []
+        first_row = rec.next_rows(range(first_k, k1, every)) if every else None
         table = None
         if adam:  # the update at iteration k is torch.optim's step t = k
             t = [max(k, 1) for k in range(k0, k1)]
@@ -96,7 +96,7 @@ def loop(made: Kernel, plan, x0, s, rec, interrupted, bar):
             s.limit,
             lo.data_ptr(),
             hi.data_ptr(),
-            rows[0][0].data_ptr() if rows else null,  # positions only (`Recorder.defer`)
+            first_row[0].data_ptr() if first_row else null,  # positions only (`Recorder.defer`)
         )
 
         def part(t, k0=k0, k1=k1, first_k=first_k, common=common):

@@ -1,0 +1,484 @@
+"""What the explorer's front end asks for, checked, run and answered as JSON.
+
+A request is small: a function (registered name or formula), the optimizers with their learning
+rates and hyper-parameters, the starts (points, or a grid over the view), the steps. `answer`
+checks it against `LIMITS`, runs `race` on the engine and returns, per optimizer, every walk's
+path and values and, for the user's own starts (not a grid's), per step: the gradient, the
+update taken and the optimizer state worth drawing (`glyphs`). Arrays travel as base64 float32
+(`pack`). Any problem comes back as ``{"error": message}`` (with the formula's ``column``), never
+as an exception: the page shows it and keeps working.
+
+>>> reply = answer({"f": "booth", "opt": ["gd"], "lr": [0.05], "start": [[0, 0]], "steps": 20})
+>>> reply["runs"][0]["status"], reply["runs"][0]["steps"]
+(['running'], [20])
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..descent import optimizers
+from ..descent.race import race
+from ..errors import DescentError, UnknownNameError
+from ..problem import functions
+from ..problem.objective import Objective
+from ..problem.resolve import named_or_formula
+from ..problem.starts import grid as make_grid
+from ..status import STATUS
+
+# what one request may ask for: the page says so, rather than hang
+LIMITS = {
+    "steps": 5000,
+    "points": 64,  # the user's own starts
+    "grid": 50,  # per axis
+    "optimizers": 8,
+    "formula": 400,  # characters
+    "work": 4_000_000,  # optimizers x starts x steps
+    "body": 65_536,  # bytes of one request
+}
+SURFACE = 121  # samples per axis of the contour map
+DEFAULT_BOX = ((-5.0, 5.0), (-5.0, 5.0))
+# the hyper-parameters the page offers per optimizer (anything else: Python or the CLI)
+OFFERED = {
+    "momentum": {"momentum": 0.9},
+    "nesterov": {"momentum": 0.9},
+    "rmsprop": {"momentum": 0.0, "alpha": 0.99},
+    "adam": {"betas": [0.9, 0.999]},
+    "adamw": {"betas": [0.9, 0.999], "weight_decay": 0.01},
+    "adamax": {"betas": [0.9, 0.999]},
+    "nadam": {"betas": [0.9, 0.999]},
+    "radam": {"betas": [0.9, 0.999]},
+}
+PYTHON = "python"  # the function name of a widget's own callable
+
+
+class ExploreError(DescentError):
+    """A request the explorer does not run; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    lr: float
+    hyper: dict = field(default_factory=dict, hash=False)
+
+    @property
+    def label(self) -> str:
+        extra = ", ".join(f"{k}={_text(v)}" for k, v in self.hyper.items())
+        return f"{self.name} lr={self.lr:g}" + (f" ({extra})" if extra else "")
+
+
+@dataclass(frozen=True)
+class View:
+    """One checked request."""
+
+    f: str
+    entries: tuple[Entry, ...]
+    points: tuple[tuple[float, float], ...]
+    grid: int
+    steps: int
+    box: tuple[tuple[float, float], tuple[float, float]]
+    surface: bool = True
+
+    @property
+    def n_starts(self) -> int:
+        return self.grid * self.grid if self.grid else len(self.points)
+
+
+def catalog() -> dict:
+    """What the page offers: the functions, the optimizers with their default rate and the
+    hyper-parameters it shows, and the limits."""
+    return {
+        "functions": functions.names(),
+        "optimizers": {
+            name: {"lr": entry.lr, "hyper": OFFERED.get(name, {}), "summary": entry.summary}
+            for name, entry in optimizers.REGISTRY.items()
+        },
+        "limits": LIMITS,
+    }
+
+
+def objective_for(f: str, own: Objective | None = None) -> Objective:
+    """The objective a request names; `own` is a widget's Python function (f == "python")."""
+    if f == PYTHON:
+        if own is None:
+            raise ExploreError("no Python function here: pick a function or type a formula")
+        return own
+    if len(f) > LIMITS["formula"]:
+        raise ExploreError(
+            f"the formula has {len(f)} characters; the explorer takes at most "
+            f"{LIMITS['formula']} (descend takes longer ones in Python)"
+        )
+    obj = named_or_formula(f, None)
+    if obj.dim != 2:
+        raise ExploreError(
+            f"the explorer maps functions of two variables; {f!r} has {obj.dim} "
+            f"(write it in x and y, e.g. {f} + 0*y)"
+        )
+    return obj
+
+
+def parse(request: Mapping, own: Objective | None = None) -> tuple[View, Objective]:
+    """Check a request and resolve its function; raises `ExploreError` (or the formula's
+    `FormulaError`, or `UnknownNameError`) with a one-line message."""
+    if not isinstance(request, Mapping):
+        raise ExploreError("a request is a JSON object")
+    f = request.get("f", "himmelblau")
+    if not isinstance(f, str) or not f.strip():
+        raise ExploreError("f must be a function name or a formula")
+    objective = objective_for(f.strip(), own)
+    names = _list(request, "opt", ["gd"])
+    if not names:
+        raise ExploreError("choose at least one optimizer")
+    if len(names) > LIMITS["optimizers"]:
+        raise ExploreError(f"at most {LIMITS['optimizers']} optimizers at once")
+    rates = _list(request, "lr", [])
+    hypers = _list(request, "hyper", [])
+    entries = []
+    for i, name in enumerate(names):
+        if not isinstance(name, str):
+            raise ExploreError(f"optimizer {i + 1} must be a name")
+        key = optimizers.ALIASES.get(name.strip().lower(), name.strip().lower())
+        if key not in optimizers.REGISTRY:
+            raise UnknownNameError("optimizer", name, list(optimizers.REGISTRY))
+        lr = rates[i] if i < len(rates) and rates[i] is not None else optimizers.REGISTRY[key].lr
+        lr = _number(lr, f"the learning rate of {key}")
+        if not 0 < lr <= 1e3:
+            raise ExploreError(f"the learning rate of {key} must be in (0, 1000], got {lr:g}")
+        hyper = hypers[i] if i < len(hypers) and hypers[i] else {}
+        if not isinstance(hyper, Mapping):
+            raise ExploreError(f"the settings of {key} must be an object of name: value")
+        entries.append(Entry(key, lr, _hyper(key, hyper)))
+    steps = request.get("steps", 200)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ExploreError(f"steps must be a whole number from 1, got {steps!r}")
+    if steps > LIMITS["steps"]:
+        raise ExploreError(f"at most {LIMITS['steps']} steps here, got {steps}")
+    box = _box(request.get("box"), objective)
+    n = request.get("grid") or 0
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ExploreError(f"grid must be a whole number of starts per axis, got {n!r}")
+    if n == 1 or n > LIMITS["grid"]:
+        raise ExploreError(f"a grid has 2 to {LIMITS['grid']} starts per axis, got {n}")
+    points = () if n else _points(request.get("start"), objective, box)
+    view = View(f.strip(), tuple(entries), points, n, steps, box, bool(request.get("surface", 1)))
+    work = len(entries) * view.n_starts * steps
+    if work > LIMITS["work"]:
+        raise ExploreError(
+            f"{len(entries)} optimizers x {view.n_starts} starts x {steps} steps is {work:,} "
+            f"point-steps; the explorer runs at most {LIMITS['work']:,} (fewer starts or steps)"
+        )
+    return view, objective
+
+
+def answer(request: Mapping, own: Objective | None = None) -> dict:
+    """The reply to one request: ``{"f": ..., "runs": [...], "python": ..., "cli": ...}``, or
+    ``{"error": message}``."""
+    began = time.perf_counter()
+    try:
+        view, objective = parse(request, own)
+        reply = run(view, objective)
+    except DescentError as exc:
+        message = str(exc).strip().splitlines()[0]
+        reply = {"error": message}
+        found = re.search(r"at column (\d+)", message)
+        if found:
+            reply["column"] = int(found.group(1))
+    except (ValueError, TypeError, OverflowError) as exc:  # a torch or numpy refusal
+        reply = {"error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}"}
+    reply["ms"] = round((time.perf_counter() - began) * 1e3, 2)
+    return reply
+
+
+def run(view: View, objective: Objective) -> dict:
+    """Race the view's optimizers from its starts and pack what the page draws."""
+    starts = _starts(view)
+    entries = {f"{i}": (e.name, {**e.hyper}) for i, e in enumerate(view.entries)}
+    rates = {f"{i}": e.lr for i, e in enumerate(view.entries)}
+    warm(objective, view)
+    result = race(objective, starts, optimizers=entries, lr=rates, steps=view.steps)
+    runs = []
+    for entry, (_, trajectory) in zip(view.entries, result, strict=True):
+        runs.append(_pack_run(entry, trajectory, objective, glyphs=not view.grid))
+    reply = {"f": _describe(view, objective), "runs": runs, "python": python_code(view)}
+    reply["cli"] = cli_code(view) if view.f != PYTHON else None
+    return reply
+
+
+def warm(objective: Objective, view: View) -> None:
+    """Build the C loops of this view's optimizers now (once per function and optimizer kind,
+    then on disk), so that `auto` runs every later drag on them rather than eagerly."""
+    from .. import engine
+    from ..descent.loop import Settings
+
+    settings = Settings(view.steps, None, math.inf, 1e30, 1, None)
+    specs = []
+    for e in view.entries:
+        plan = optimizers.resolve(e.name, e.lr, **e.hyper)
+        if engine.unsupported(objective, plan, "autograd") is None:
+            specs.append(engine.Spec.of(objective, plan, 2, torch.float32, "cpu", settings))
+    engine.prebuild(specs)
+
+
+# --- the reply ---------------------------------------------------------------------------
+
+
+def pack(a) -> dict:
+    """An array as ``{"shape": [...], "b64": ...}`` of little-endian float32."""
+    a = np.ascontiguousarray(np.asarray(a, dtype="<f4"))
+    return {"shape": list(a.shape), "b64": base64.b64encode(a.tobytes()).decode("ascii")}
+
+
+def unpack(d: Mapping) -> np.ndarray:
+    """`pack`'s inverse."""
+    return np.frombuffer(base64.b64decode(d["b64"]), dtype="<f4").reshape(d["shape"])
+
+
+def _describe(view: View, objective: Objective) -> dict:
+    out = {
+        "key": f"{view.f}|{view.box}",
+        "name": objective.name,
+        "formula": objective.formula or view.f,
+        "box": [list(b) for b in view.box],
+        "minima": [list(m) for m in objective.minima],
+        "fmin": objective.minimum_value,
+    }
+    if view.surface:
+        (x0, x1), (y0, y1) = view.box
+        xs = torch.linspace(x0, x1, SURFACE, dtype=torch.float64)
+        ys = torch.linspace(y0, y1, SURFACE, dtype=torch.float64)
+        yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+        with torch.no_grad():
+            z = objective(torch.stack([xx, yy], -1).to(torch.float32)).double()
+        out["surface"] = {"x": xs.tolist(), "y": ys.tolist(), "z": pack(z.numpy())}
+    return out
+
+
+def _pack_run(entry: Entry, run, objective: Objective, glyphs: bool) -> dict:
+    path = np.asarray(run.path)  # (T, N, 2)
+    values = np.asarray(run.values)  # (T, N)
+    status = [STATUS[int(c)] for c in np.atleast_1d(run.status_)]
+    out = {
+        "label": entry.label,
+        "name": entry.name,
+        "lr": entry.lr,
+        "hyper": entry.hyper,
+        "kernel": run.meta.get("kernel") or run.meta.get("engine"),
+        "path": pack(path),
+        "values": pack(values),
+        "status": status,
+        "steps": [int(s) for s in np.atleast_1d(run.steps_)],
+        "final": [float(v) for v in np.atleast_1d(run.value_)],
+    }
+    if glyphs:
+        out["glyphs"] = glyphs_of(entry, path, objective)
+    return out
+
+
+def glyphs_of(entry: Entry, path: np.ndarray, objective: Objective) -> dict:
+    """Per step t and start: the gradient g_t at x_t, the update x_{t+1} - x_t, and, for the
+    optimizers whose state has a picture, that state after step t, rebuilt from the gradients
+    with torch.optim's formulas in double precision. Arrows are in the map's units: ``-lr g``
+    (the step plain gradient descent would take) and the state's share of the update."""
+    T, n, d = path.shape
+    x = torch.as_tensor(path.reshape(T * n, d), dtype=torch.float64).requires_grad_(True)
+    (g,) = torch.autograd.grad(objective(x).sum(), x)
+    g = g.detach().numpy().reshape(T, n, d)
+    update = np.zeros_like(path, dtype=np.float64)
+    update[:-1] = path[1:] - path[:-1]
+    lr, h = entry.lr, {**optimizers.REGISTRY[entry.name].defaults, **entry.hyper}
+    arrows = {"gradient": -lr * g, "update": update}
+    readouts = {}
+    name = entry.name
+    if name in ("momentum", "nesterov") or (name == "gd" and h.get("momentum")):
+        mu = float(h.get("momentum", 0.0))
+        buf, carried = np.zeros((n, d)), np.zeros((T, n, d))
+        for t in range(T):
+            carried[t] = -lr * mu * buf  # what momentum adds to this step
+            buf = mu * buf + g[t]
+        arrows["momentum"] = carried
+    elif name in ("adam", "adamw", "adamax", "nadam", "radam"):
+        b1, b2 = (float(b) for b in h.get("betas", (0.9, 0.999)))
+        m, v = np.zeros((n, d)), np.zeros((n, d))
+        first, second = np.zeros((T, n, d)), np.zeros((T, n, d))
+        for t in range(T):
+            m = b1 * m + (1 - b1) * g[t]
+            v = b2 * v + (1 - b2) * g[t] ** 2 if name != "adamax" else np.maximum(b2 * v, abs(g[t]))
+            first[t] = m / (1 - b1 ** (t + 1))
+            second[t] = np.sqrt(v / (1 - b2 ** (t + 1))) if name != "adamax" else v
+        arrows["first moment"] = -lr * first
+        readouts["√v̂" if name != "adamax" else "u"] = second
+    elif name == "rmsprop":
+        alpha = float(h.get("alpha", 0.99))
+        sq, rms = np.zeros((n, d)), np.zeros((T, n, d))
+        for t in range(T):
+            sq = alpha * sq + (1 - alpha) * g[t] ** 2
+            rms[t] = np.sqrt(sq)
+        readouts["√E[g²]"] = rms
+    elif name == "adagrad":
+        readouts["√Σg²"] = np.sqrt(np.cumsum(g**2, axis=0))
+    return {
+        "gradient_raw": pack(g),
+        "arrows": {k: pack(v) for k, v in arrows.items()},
+        "readouts": {k: pack(v) for k, v in readouts.items()},
+    }
+
+
+# --- reproducing the view ----------------------------------------------------------------
+
+
+def python_code(view: View) -> str:
+    """The `dl.race` call that gives the numbers on screen."""
+    f = "f  # your function" if view.f == PYTHON else repr(view.f)
+    entries, rates = {}, {}
+    for e in view.entries:
+        label = _unique(e.label, entries)
+        entries[label] = (e.name, dict(e.hyper)) if e.hyper else e.name
+        rates[label] = e.lr
+    start = (
+        f"dl.grid({view.grid}, bounds={_tuple(view.box)})"
+        if view.grid
+        else repr([tuple(p) for p in view.points])
+    )
+    return (
+        "import descentlab as dl\n\n"
+        f"race = dl.race(\n    {f},\n    start={start},\n    optimizers={entries!r},\n"
+        f"    lr={rates!r},\n    steps={view.steps},\n)\nrace.plot()\n"
+    )
+
+
+def cli_code(view: View) -> str:
+    """The `descentlab race` command that gives the numbers on screen."""
+    names = []
+    for e in view.entries:
+        inside = ",".join(f"{k}={_text(v, cli=True)}" for k, v in e.hyper.items())
+        names.append(f"{e.name}[{inside}]" if inside else e.name)
+    rates = ",".join(f"{e.lr:g}" for e in view.entries)
+    if view.grid:
+        (x0, x1), (y0, y1) = view.box
+        start = f"--grid {view.grid} --bounds '{x0:g},{x1:g};{y0:g},{y1:g}'"
+    else:
+        start = "--start '" + ";".join(f"{x!r},{y!r}" for x, y in view.points) + "'"
+    return (
+        f"descentlab race {_quote(view.f)} --optimizers '{','.join(names)}' --lr {rates} "
+        f"{start} --steps {view.steps}"
+    )
+
+
+# --- checks ------------------------------------------------------------------------------
+
+
+def _list(request: Mapping, key: str, default: list) -> list:
+    value = request.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, list | tuple):
+        raise ExploreError(f"{key} must be a list")
+    return list(value)
+
+
+def _number(value, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ExploreError(f"{what} must be a number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ExploreError(f"{what} must be finite, got {value}")
+    return value
+
+
+def _hyper(name: str, hyper: Mapping) -> dict:
+    offered = OFFERED.get(name, {})
+    out = {}
+    for key, value in hyper.items():
+        if key not in offered:
+            choices = ", ".join(offered) or "none"
+            raise ExploreError(f"{name} takes no setting {key!r} here (offered: {choices})")
+        if key == "betas":
+            if not isinstance(value, list | tuple) or len(value) != 2:
+                raise ExploreError(f"betas of {name} must be two numbers, got {value!r}")
+            b = tuple(_number(v, f"a beta of {name}") for v in value)
+            if not all(0 <= v < 1 for v in b):
+                raise ExploreError(f"betas of {name} must be in [0, 1), got {b}")
+            value = b
+        else:
+            value = _number(value, f"{key} of {name}")
+            if not 0 <= value < (1 if key in ("momentum", "alpha") else 10):
+                raise ExploreError(f"{key} of {name} must be in [0, 1), got {value:g}")
+        if value != (tuple(offered[key]) if key == "betas" else offered[key]):
+            out[key] = value  # only what differs from the optimizer's default
+    return out
+
+
+def _box(box, objective: Objective) -> tuple:
+    if box is None or (isinstance(box, list | tuple) and not box):
+        default = objective.view or objective.domain or DEFAULT_BOX
+        return tuple((float(lo), float(hi)) for lo, hi in default)
+    flat = box if isinstance(box, list | tuple) else None
+    if flat is not None and len(flat) == 2 and all(isinstance(b, list | tuple) for b in flat):
+        flat = [*flat[0], *flat[1]]
+    if flat is None or len(flat) != 4:
+        raise ExploreError("box must be four numbers: x_lo, x_hi, y_lo, y_hi")
+    x0, x1, y0, y1 = (_number(v, "the box") for v in flat)
+    if not (x0 < x1 and y0 < y1) or max(abs(x0), abs(x1), abs(y0), abs(y1)) > 1e6:
+        raise ExploreError(f"box must have lo < hi on both axes within ±1e6, got {flat}")
+    return ((x0, x1), (y0, y1))
+
+
+def _points(start, objective: Objective, box) -> tuple:
+    if start is None or (isinstance(start, list | tuple) and not start):
+        # off-centre, where the classic functions' centres are often a minimum or a saddle
+        (x0, x1), (y0, y1) = box
+        return ((round(x0 + 0.42 * (x1 - x0), 4), round(y0 + 0.37 * (y1 - y0), 4)),)
+    if not isinstance(start, list | tuple):
+        raise ExploreError("start must be a list of [x, y] points")
+    if len(start) > LIMITS["points"]:
+        raise ExploreError(
+            f"{len(start)} starts; at most {LIMITS['points']} points (use a grid for more)"
+        )
+    points = []
+    for p in start:
+        if not isinstance(p, list | tuple) or len(p) != 2:
+            raise ExploreError(f"a start must be [x, y], got {p!r}")
+        x, y = (_number(v, "a start's coordinate") for v in p)
+        if max(abs(x), abs(y)) > 1e6:
+            raise ExploreError(f"a start must be within ±1e6, got {p!r}")
+        points.append((x, y))
+    return tuple(points)
+
+
+def _starts(view: View):
+    if view.grid:
+        return make_grid(view.grid, bounds=view.box)
+    return np.asarray(view.points, dtype=np.float64)
+
+
+def _unique(label: str, taken: Mapping) -> str:
+    out, i = label, 2
+    while out in taken:
+        out, i = f"{label} #{i}", i + 1
+    return out
+
+
+def _text(v, cli: bool = False) -> str:
+    if isinstance(v, tuple | list):
+        inner = ",".join(_text(x) for x in v)
+        return f"({inner})"
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _tuple(box) -> str:
+    return repr(tuple(tuple(b) for b in box))
+
+
+def _quote(text: str) -> str:
+    if re.fullmatch(r"[A-Za-z0-9_.]+", text):
+        return text
+    return "'" + text.replace("'", "'\\''") + "'"

@@ -1,0 +1,125 @@
+"""`dl.explore(...)` in a notebook: the explorer as an anywidget (JupyterLab, Notebook 7, VS
+Code, marimo). The same front end as `descentlab explore`; its state lives in the widget's
+traits (so a saved notebook keeps the view), and each request is a custom message answered by
+`compute.answer` in the kernel, where a Python function of the user's may be explored too."""
+
+from __future__ import annotations
+
+import anywidget
+import traitlets
+
+from ..problem.objective import Objective
+from ..problem.resolve import resolve
+from . import compute
+from .server import STATIC, plotly_js_path
+
+
+class Explorer(anywidget.AnyWidget):
+    """The live explorer. Its view is in the traits (`f`, `opt`, `lr`, `hyper`, `start`,
+    `grid`, `steps`, `box`); `race()` runs it in Python and returns the `Race` on screen."""
+
+    _esm = STATIC / "explorer.js"
+    _css = STATIC / "explorer.css"
+    f = traitlets.Unicode("himmelblau").tag(sync=True)
+    opt = traitlets.List(["gd", "momentum", "rmsprop", "adam"]).tag(sync=True)
+    lr = traitlets.List([0.01, 0.01, 0.01, 0.05]).tag(sync=True)
+    hyper = traitlets.List([{}, {}, {}, {}]).tag(sync=True)
+    start = traitlets.List([]).tag(sync=True)
+    grid = traitlets.Int(0).tag(sync=True)
+    steps = traitlets.Int(200).tag(sync=True)
+    box = traitlets.List([]).tag(sync=True)
+    catalog = traitlets.Dict().tag(sync=True)
+
+    def __init__(self, own: Objective | None = None, **state):
+        super().__init__(catalog=compute.catalog(), **state)
+        self._own = own
+        self.last_reply: dict | None = None
+        self.on_msg(self._on_message)
+
+    def request(self) -> dict:
+        """The request the front end sends for the current view."""
+        return {
+            "f": self.f,
+            "opt": list(self.opt),
+            "lr": list(self.lr),
+            "hyper": list(self.hyper),
+            "start": list(self.start) or None,
+            "grid": self.grid,
+            "steps": self.steps,
+            "box": list(self.box) or None,
+        }
+
+    def race(self):
+        """The `Race` on screen, run in Python (the same numbers the page shows)."""
+        view, objective = compute.parse(self.request(), self._own)
+        from ..descent.race import race
+
+        entries = {f"{i}": (e.name, dict(e.hyper)) for i, e in enumerate(view.entries)}
+        rates = {f"{i}": e.lr for i, e in enumerate(view.entries)}
+        labelled = race(objective, compute._starts(view), entries, lr=rates, steps=view.steps)
+        labels = {f"{i}": e.label for i, e in enumerate(view.entries)}
+        labelled.runs = {labels[k]: run for k, run in labelled.runs.items()}
+        return labelled
+
+    def _on_message(self, widget, content, buffers) -> None:
+        if not isinstance(content, dict):
+            return
+        if content.get("type") == "plotly":
+            self.send({"type": "plotly", "source": plotly_js_path().read_text()})
+        elif content.get("type") == "run":
+            reply = compute.answer(content.get("request") or {}, self._own)
+            self.last_reply = reply
+            self.send({"type": "result", "id": content.get("id"), "reply": reply})
+
+
+def explore(
+    f="himmelblau",
+    optimizers=("gd", "momentum", "rmsprop", "adam"),
+    lr=None,
+    start=None,
+    steps: int = 200,
+    grid: int = 0,
+    bounds=None,
+) -> Explorer:
+    """The live explorer in a notebook.
+
+    Args:
+        f: a registered name, a formula in x and y, or a Python function of two variables
+            (which stays in your kernel; the page shows it as "your Python function").
+        optimizers: names (any of `dl.optimizers`); ``(name, {settings})`` pairs for
+            momentum or betas.
+        lr: one rate for all, or one per optimizer (None: each one's default).
+        start: a point (x, y) or a list of points; None: one start chosen in the view.
+        steps: steps per walk.
+        grid: instead of points, an n x n grid of starts over the view.
+        bounds: the view, ``(lo, hi)`` or ``((x_lo, x_hi), (y_lo, y_hi))``.
+
+    Example:
+        >>> w = explore("himmelblau", ["gd", "adam"], lr=[0.01, 0.05], start=(-0.4, -0.65))
+        >>> w.race()["adam lr=0.05"].steps
+        200
+    """
+    names, hypers = [], []
+    for entry in [optimizers] if isinstance(optimizers, str) else optimizers:
+        name, hyper = entry if isinstance(entry, tuple) else (entry, {})
+        names.append(name)
+        hypers.append(dict(hyper))
+    rates = list(lr) if isinstance(lr, list | tuple) else [lr] * len(names)
+    own = None
+    if callable(f) and not isinstance(f, str):
+        own = f if isinstance(f, Objective) else resolve(f, (0.0, 0.0)).objective
+        f = compute.PYTHON
+    points = []
+    if start is not None:
+        points = (
+            [list(start)] if not isinstance(start[0], list | tuple) else [list(p) for p in start]
+        )
+    box = []
+    if bounds is not None:
+        b = bounds if isinstance(bounds[0], list | tuple) else (bounds, bounds)
+        box = [float(b[0][0]), float(b[0][1]), float(b[1][0]), float(b[1][1])]
+    widget = Explorer(
+        own, f=f, opt=names, lr=rates, hyper=hypers, start=points, steps=steps, grid=grid, box=box
+    )
+    compute.parse(widget.request(), own)  # a bad argument is said here, not in the page
+    return widget

@@ -1,0 +1,267 @@
+"""The explorer's page in headless Chromium, against a real server: what is drawn is the
+engine's numbers, and clicks, drags, sliders, the formula box, play and the copy buttons do
+what they say. Screenshots go to $DESCENTLAB_SHOTS when it is set (to look at them)."""
+
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import descentlab as dl
+from conftest import CHROMIUM_FLAGS, require_tool
+from descentlab.explorer import server
+
+HASH = "#f=himmelblau&opt=gd,adam&lr=0.01,0.05&start=-0.4,-0.65&steps=200"
+
+
+@pytest.fixture(scope="module")
+def base_url():
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(
+        uvicorn.Config(server.app(), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started:
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}/"
+    srv.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    chromium = require_tool("chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, base_url, request):
+    context = browser.new_context(viewport={"width": 1300, "height": 1000})
+    pg = context.new_page()
+    errors = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.base = base_url
+    yield pg
+    shots = os.environ.get("DESCENTLAB_SHOTS")
+    if shots:
+        Path(shots).mkdir(parents=True, exist_ok=True)
+        pg.screenshot(path=str(Path(shots) / f"{request.node.name}.png"), full_page=True)
+    context.close()
+    assert not errors, errors
+
+
+def _open(page, hash_=HASH):
+    page.goto(page.base + hash_)
+    _settled(page)
+
+
+def _settled(page, before=None):
+    """Wait for the reply to the latest request to be drawn."""
+    page.wait_for_selector(".dlx[data-busy='0']", state="attached", timeout=30000)
+    page.wait_for_timeout(150)
+
+
+def _traces(page):
+    return page.evaluate(
+        "() => document.querySelector('.dlx-map').data.map(t => ({type: t.type, name: t.name,"
+        " x: Array.from(t.x || []), y: Array.from(t.y || [])}))"
+    )
+
+
+def _pixel(page, x, y):
+    """Page coordinates of the data point (x, y) on the map."""
+    return page.evaluate(
+        """([x, y]) => { const m = document.querySelector('.dlx-map'), l = m._fullLayout;
+        const r = m.getBoundingClientRect();
+        return [r.left + l._size.l + l.xaxis.d2p(x), r.top + l._size.t + l.yaxis.d2p(y)]; }""",
+        [x, y],
+    )
+
+
+def _state(page):
+    return page.evaluate("() => window.descentlabModel.state")
+
+
+def _path_of(traces, name):
+    t = next(t for t in traces if t["name"] == name)
+    return np.array([t["x"], t["y"]], dtype=object)
+
+
+def test_draws_the_engines_walks(page):
+    _open(page)
+    traces = _traces(page)
+    assert traces[0]["type"] == "contour"
+    expected = dl.race(
+        "himmelblau",
+        start=(-0.4, -0.65),
+        optimizers=["gd", "adam"],
+        lr={"gd": 0.01, "adam": 0.05},
+        steps=200,
+    )
+    for label, name in (("gd", "gd lr=0.01"), ("adam", "adam lr=0.05")):
+        t = next(t for t in traces if t["name"] == name)
+        xs = np.array([v for v in t["x"] if v is not None], dtype=np.float32)
+        ys = np.array([v for v in t["y"] if v is not None], dtype=np.float32)
+        run = expected[label]
+        n = run.steps + 1
+        np.testing.assert_array_equal(xs, run.path[:n, 0, 0])
+        np.testing.assert_array_equal(ys, run.path[:n, 0, 1])
+    # the colour bar and the minima
+    assert page.locator(".dlx-map .colorbar").count() == 1
+    minima = next(t for t in traces if t["name"] == "minima")
+    assert len(minima["x"]) == 4
+    assert "step limit" in page.locator(".dlx-curve").inner_text()
+
+
+def test_click_adds_a_start_and_drag_moves_it(page):
+    _open(page)
+    x, y = _pixel(page, 2.0, -1.0)
+    page.mouse.click(x, y)
+    _settled(page)
+    starts = _state(page)["start"]
+    assert len(starts) == 2 and starts[1] == pytest.approx([2.0, -1.0], abs=0.05)
+    assert "start=-0.4,-0.65;" in page.evaluate("location.hash")
+    gd = next(t for t in _traces(page) if t["name"] == "gd lr=0.01")
+    assert gd["x"].count(None) == 2  # two walks, each ended by a gap
+    # drag the first start from (-0.4, -0.65) to (1, 1)
+    a, b = _pixel(page, -0.4, -0.65), _pixel(page, 1.0, 1.0)
+    page.mouse.move(*a)
+    page.mouse.down()
+    for k in range(1, 9):
+        page.mouse.move(a[0] + (b[0] - a[0]) * k / 8, a[1] + (b[1] - a[1]) * k / 8)
+        page.wait_for_timeout(30)
+    page.mouse.up()
+    _settled(page)
+    moved = _state(page)["start"][0]
+    assert moved == pytest.approx([1.0, 1.0], abs=0.05)
+    gd = next(t for t in _traces(page) if t["name"] == "gd lr=0.01")
+    expected = dl.descend("himmelblau", start=tuple(moved), lr=0.01, steps=200)
+    assert gd["x"][0] == pytest.approx(moved[0]) and gd["y"][0] == pytest.approx(moved[1])
+    end = gd["x"].index(None) - 1
+    assert (gd["x"][end], gd["y"][end]) == pytest.approx(tuple(expected.x), abs=1e-5)
+
+
+def test_learning_rate_slider_is_log_scale_and_reruns(page):
+    _open(page)
+    slider = page.locator(".dlx-lr").first
+    slider.evaluate("(s) => { s.value = '-1'; s.dispatchEvent(new Event('input')); }")
+    _settled(page)
+    assert _state(page)["lr"][0] == 0.1
+    assert "lr=0.1,0.05" in page.evaluate("location.hash")
+    assert page.locator(".dlx-lrtext").first.inner_text() == "0.1"
+    gd = next(t for t in _traces(page) if t["name"] == "gd lr=0.1")
+    expected = dl.descend("himmelblau", start=(-0.4, -0.65), lr=0.1, steps=200)
+    assert gd["x"][1] == pytest.approx(float(expected.path[1, 0, 0]), abs=1e-6)
+
+
+def test_formula_box_shows_errors_and_keeps_working(page):
+    _open(page)
+    box = page.locator(".dlx-formula")
+    box.fill("x**2 + (y")
+    box.press("Enter")
+    page.wait_for_selector(".dlx-error >> text=column 8")
+    assert "^" in page.locator(".dlx-caret").inner_text()
+    box.fill("x**2 + 10*y**2")
+    box.press("Enter")
+    page.wait_for_function(
+        "() => getComputedStyle(document.querySelector('.dlx-error')).display === 'none'"
+    )
+    _settled(page)
+    assert "x**2 + 10*y**2" in page.locator(".dlx-map .gtitle").text_content()
+    assert page.evaluate("location.hash").startswith(
+        "#f=x**2%20%2B%2010*y**2"
+    ) or "f=x" in page.evaluate("location.hash")
+
+
+def test_huge_request_is_refused_in_the_page(page):
+    _open(page, "#f=booth&opt=gd&steps=100000")
+    page.wait_for_selector(".dlx-error >> text=at most 5000 steps")
+    page.locator(".dlx-steps").fill("50")
+    page.locator(".dlx-steps").dispatch_event("change")
+    page.wait_for_function(
+        "() => getComputedStyle(document.querySelector('.dlx-error')).display === 'none'"
+    )
+    _settled(page)
+    assert page.locator(".dlx-steptext").inner_text() == "step 0 / 50"
+
+
+def test_play_keeps_the_contour_and_moves_the_walkers(page):
+    _open(page)
+    page.locator(".dlx-play").click()
+    seen = []
+    for _ in range(6):
+        page.wait_for_timeout(250)
+        seen.append(
+            page.evaluate(
+                "() => [Number(document.querySelector('.dlx-slider').value),"
+                " document.querySelectorAll('.dlx-map .contourlayer path').length]"
+            )
+        )
+    steps = [s for s, _ in seen]
+    assert steps == sorted(steps) and steps[-1] > steps[0]
+    assert all(paths > 10 for _, paths in seen)  # the map stays drawn while it plays
+    page.locator(".dlx-play").click()
+    stopped = page.locator(".dlx-slider").input_value()
+    page.wait_for_timeout(300)
+    assert page.locator(".dlx-slider").input_value() == stopped
+    page.locator(".dlx-next").click()
+    assert int(page.locator(".dlx-slider").input_value()) == int(stopped) + 1
+    # the arrows are the glyphs of the step shown
+    assert (
+        page.evaluate("() => document.querySelector('.dlx-map')._fullLayout.annotations.length")
+        >= 2
+    )
+
+
+def test_grid_of_starts(page):
+    _open(page)
+    page.locator(".dlx-gridn").fill("10")
+    page.locator(".dlx-grid").click()
+    _settled(page)
+    assert "grid=10" in page.evaluate("location.hash")
+    gd = next(t for t in _traces(page) if t["name"] == "gd lr=0.01")
+    assert gd["x"].count(None) == 100
+    assert "100 starts on a grid" in page.locator(".dlx-readout").inner_text()
+
+
+def test_copy_as_python_and_cli(page):
+    _open(page)
+    page.locator(".dlx-copy-python").click()
+    code = page.locator(".dlx-code").inner_text()
+    assert "dl.race(" in code and "'adam lr=0.05': 0.05" in code
+    page.locator(".dlx-copy-cli").click()
+    assert (
+        page.locator(".dlx-code")
+        .inner_text()
+        .startswith(
+            "descentlab race himmelblau --optimizers 'gd,adam' --lr 0.01,0.05 --start '-0.4,-0.65'"
+        )
+    )
+
+
+def test_hash_edit_changes_the_view(page):
+    _open(page)
+    page.evaluate("location.hash = '#f=rosenbrock&opt=momentum&lr=0.001&start=-1,2&steps=40'")
+    page.wait_for_function(
+        "() => document.querySelector('.dlx-steptext').textContent === 'step 0 / 40'"
+    )
+    _settled(page)
+    assert page.locator(".dlx-f").input_value() == "rosenbrock"
+    names = [t["name"] for t in _traces(page)]
+    assert "momentum lr=0.001" in names
