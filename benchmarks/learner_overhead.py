@@ -6,13 +6,19 @@ the two so machine noise hits both alike; the median of each is reported.
 
     .venv/bin/python benchmarks/learner_overhead.py [--reps 7] [--epochs 3] [--threads 1]
 
-Writes benchmarks/results/learner_overhead.json and prints a markdown table.
+Then the thread count (issue 24): the same Learner fit with 1 thread, with torch's default
+count, and with the Learner's own choice (`training.threads.choose_threads`), on an idle
+machine and with every core kept busy by another process (as on a CI machine running two
+test workers).
+
+Writes benchmarks/results/learner_overhead.json and prints markdown tables.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -46,7 +52,7 @@ def hand_loop(x, y, epochs: int) -> float:
     return time.perf_counter() - began
 
 
-def learner(x, y, epochs: int) -> float:
+def learner(x, y, epochs: int, threads: int | None = 1) -> float:
     learn = dl.Learner(
         dl.models.MLP(784, 128, 10),
         (x, y),
@@ -56,10 +62,47 @@ def learner(x, y, epochs: int) -> float:
         batch_size=64,
         verbose=False,
         record_params=False,
+        threads=threads,
     )
     began = time.perf_counter()
     learn.fit(epochs)
     return time.perf_counter() - began
+
+
+def spin(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+def thread_study(x, y, epochs: int, reps: int) -> dict:
+    """Median fit seconds per thread setting, idle and with every core busy."""
+    import multiprocessing
+
+    default = torch.get_num_threads()
+    settings = {"1 thread": 1, f"torch's default ({default})": default, "auto": None}
+    out = {}
+    for load in ("idle", "cores busy"):
+        hogs = []
+        if load == "cores busy":
+            ctx = multiprocessing.get_context("spawn")
+            hogs = [ctx.Process(target=spin, args=(600,)) for _ in range(os.cpu_count() or 1)]
+            for h in hogs:
+                h.start()
+            time.sleep(1)
+        try:
+            times = {name: [] for name in settings}
+            for _ in range(reps):
+                for name, n in settings.items():
+                    torch.set_num_threads(default)
+                    times[name].append(learner(x, y, epochs, threads=n))
+            out[load] = {name: statistics.median(v) for name, v in times.items()}
+        finally:
+            for h in hogs:
+                h.terminate()
+                h.join()
+    torch.set_num_threads(default)
+    return out
 
 
 def main() -> None:
@@ -68,8 +111,9 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
     x, y = data()
+    threads = thread_study(x, y, args.epochs, max(3, args.reps // 2))
+    torch.set_num_threads(args.threads)
     hand_loop(x, y, 1)  # warm-up both paths
     learner(x, y, 1)
     times = {"hand-written loop": [], "Learner": []}
@@ -91,6 +135,8 @@ def main() -> None:
         "median_s": med,
         "all_s": times,
         "overhead_ratio": ratio,
+        "threads_study_median_s": threads,
+        "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "machine": platform.machine(),
         "processor": platform.processor(),
@@ -104,9 +150,13 @@ def main() -> None:
     print("|---|---|---|")
     for k, v in med.items():
         print(f"| {k} | {v:.3f} | {v / steps * 1e6:.0f} |")
-    print(
-        f"\nLearner / hand-written = {ratio:.3f} (overhead {100 * (ratio - 1):+.1f}%); wrote {out}"
-    )
+    print(f"\nLearner / hand-written = {ratio:.3f} (overhead {100 * (ratio - 1):+.1f}%)")
+    names = list(next(iter(threads.values())))
+    print(f"\n| machine ({os.cpu_count()} cores) | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    for load, row in threads.items():
+        print(f"| {load} | " + " | ".join(f"{row[n]:.3f} s" for n in names) + " |")
+    print(f"\nwrote {out}")
 
 
 if __name__ == "__main__":

@@ -80,6 +80,11 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
         code = [c for c in nb.cells if c.cell_type == "code"]
         shown = [o for c in code for o in c.outputs if "text/html" in o.get("data", {})]
         assert any("Trajectory" in o["data"]["text/html"] for o in shown)
+    for cell in nb.cells:  # the live explorer shows as a widget
+        if cell.cell_type == "code" and "dl.explore(" in cell.source:
+            kinds = [k for o in cell.outputs for k in o.get("data", {})]
+            assert "application/vnd.jupyter.widget-view+json" in kinds, kinds
     if path.name.startswith("001"):
+        assert any("dl.explore(" in c.source for c in nb.cells)
         assert text.count("Gradient at x = 1.8: dx = 3.6") == 3
         assert "Function minimum found in 27 iterations. X = 0.00" in text

@@ -11,7 +11,7 @@ import torch
 from .errors import MemoryNeedError, RecordingError
 
 
-def _available_memory() -> float:
+def _meminfo_available() -> float:
     try:
         with open("/proc/meminfo") as fh:
             for line in fh:
@@ -23,6 +23,166 @@ def _available_memory() -> float:
         return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
     except (ValueError, OSError, AttributeError):
         return math.inf
+
+
+def _status_bytes(field: str) -> float | None:
+    """A size from /proc/self/status (VmSize, VmData), in bytes."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _rlimit_room() -> list[tuple[float, str]]:
+    """What the soft address-space and data limits (``ulimit -v``, ``ulimit -d``) leave."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return []
+    out = []
+    for limit, field, name in (
+        ("RLIMIT_AS", "VmSize", "the address-space limit (ulimit -v)"),
+        ("RLIMIT_DATA", "VmData", "the data-size limit (ulimit -d)"),
+    ):
+        soft = resource.getrlimit(getattr(resource, limit))[0]
+        used = _status_bytes(field)
+        if soft != resource.RLIM_INFINITY and used is not None:
+            out.append((max(0.0, soft - used), name))
+    return out
+
+
+def _cgroup_room(root: str = "/sys/fs/cgroup", table: str = "/proc/self/cgroup") -> float:
+    """What this process's memory cgroup (v2 ``memory.max``, v1 ``memory.limit_in_bytes``,
+    the tightest along its path) leaves, counting its page cache that can be dropped
+    (``inactive_file``) as free, as container runtimes do; inf without a limit."""
+    try:
+        with open(table) as fh:
+            lines = [line.rstrip("\n").split(":", 2) for line in fh]
+    except OSError:
+        return math.inf
+    room = math.inf
+    for _, controllers, path in (parts for parts in lines if len(parts) == 3):
+        if controllers == "":  # v2: files in the unified tree
+            bases = [os.path.join(root, "unified"), root]
+            names = ("memory.max", "memory.current", "inactive_file")
+        elif "memory" in controllers.split(","):
+            bases = [os.path.join(root, "memory")]
+            names = ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
+        else:
+            continue
+        for base in bases:
+            # the cgroup's own folder and its parents; in a cgroup namespace, the mount's root
+            parts = [p for p in path.split("/") if p]
+            folders = [os.path.join(base, *parts[:k]) for k in range(len(parts), -1, -1)]
+            for folder in folders:
+                limit = _read_number(os.path.join(folder, names[0]))
+                used = _read_number(os.path.join(folder, names[1]))
+                if limit is None or used is None or limit >= 2**60:
+                    continue
+                cache = _stat_field(os.path.join(folder, "memory.stat"), names[2]) or 0.0
+                room = min(room, max(0.0, limit - max(0.0, used - cache)))
+    return room
+
+
+def _read_number(path: str) -> float | None:
+    try:
+        with open(path) as fh:
+            text = fh.read().strip()
+    except OSError:
+        return None
+    if text == "max":
+        return math.inf
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _stat_field(path: str, name: str) -> float | None:
+    try:
+        with open(path) as fh:
+            for line in fh:
+                key, _, value = line.partition(" ")
+                if key == name:
+                    return float(value)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def limits() -> list[tuple[float, str]]:
+    """Every bound on what this process may still allocate, in bytes, with its name: the
+    memory available on the machine, the rlimits, the container's cgroup."""
+    out = [(_meminfo_available(), "available memory")]
+    out += _rlimit_room()
+    cgroup = _cgroup_room()
+    if cgroup < math.inf:
+        out.append((cgroup, "the container's memory limit (cgroup)"))
+    return out
+
+
+def _available_memory() -> float:
+    """What this process may still allocate: the tightest of `limits`."""
+    return min(room for room, _ in limits())
+
+
+def limit_note(budget: float) -> str:
+    """A note for a message, " under the address-space limit (ulimit -v)", when such a limit
+    and not the machine's free memory sets `budget` (80 % of it); "" otherwise."""
+    room, name = min(limits())
+    if name != "available memory" and math.isclose(0.8 * room, budget, rel_tol=0.01):
+        return f" under {name}"
+    return ""
+
+
+_ALLOCATOR = ("can't allocate memory", "out of memory", "cannot allocate memory")
+
+
+def refuse_failed_allocations(fn):
+    """`fn`, with an allocation that fails while it runs (the checks before it estimate; f's
+    own temporaries and other processes are not in them) raised as a one-line
+    `MemoryNeedError` naming the limit, not as torch's or NumPy's traceback."""
+    import functools
+
+    @functools.wraps(fn)
+    def guarded(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (MemoryError, RuntimeError) as exc:
+            if not allocation_failure(exc):
+                raise
+            room, name = min(limits())
+            raise MemoryNeedError(
+                f"the run ran out of memory under {name}, {_gb(room)} left: {_what_failed(exc)};"
+                " use fewer points, fewer steps, or record='final'"
+            ) from None
+
+    return guarded
+
+
+def _what_failed(exc: BaseException) -> str:
+    """Says "could not allocate 0.4 GB" for torch's allocator message, else the first line."""
+    import re
+
+    text = str(exc).strip()
+    asked = re.search(r"tried to allocate (\d+) bytes", text)
+    if asked:
+        return f"could not allocate {_gb(float(asked.group(1)))}"
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return first[:160]
+
+
+def allocation_failure(exc: BaseException) -> bool:
+    """Whether `exc` is an allocation that failed: NumPy's or Python's MemoryError, or torch's
+    allocator ("DefaultCPUAllocator: can't allocate memory")."""
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(pattern in text for pattern in _ALLOCATOR)
 
 
 def empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
@@ -81,7 +241,8 @@ def check_eager_memory(per_point: float, n: int, rows: int, d: int, dtype, hint:
     if n * per_point > available:
         raise MemoryNeedError(
             f"an eager run of {n:,} points in {d}-D needs about {_gb(n * per_point)} but "
-            f"{_gb(available)} is available; use at most {max(1, int(available // per_point)):,}"
+            f"{_gb(available)} is available{limit_note(available)}; use at most "
+            f"{max(1, int(available // per_point)):,}"
             f" points{hint}"
         )
 
@@ -94,7 +255,7 @@ def check_start_memory(what: str, n: int, d: int, dtype, scratch: int) -> None:
     if n * per_point > budget:
         raise MemoryNeedError(
             f"{what} of {n:,} points in {d}-D takes {_gb(n * per_point)}, but {_gb(budget)} is "
-            f"available; use at most {int(budget // per_point):,} points"
+            f"available{limit_note(budget)}; use at most {int(budget // per_point):,} points"
         )
 
 
@@ -142,7 +303,7 @@ def check_run(
         )
         raise RecordingError(
             f"recording {what} of {n:,} points in {d}-D ({rows:,} rows) needs {_gb(need)} but "
-            f"{_gb(budget)} is available; {advice}"
+            f"{_gb(budget)} is available{limit_note(budget)}; {advice}"
         )
     if not on_cpu:  # the run's own arrays are in the device's memory
         return
@@ -153,7 +314,8 @@ def check_run(
         part = f" ({_gb(need)} of it the recording)" if rows else ""
         raise MemoryNeedError(
             f"a run of {n:,} points in {d}-D needs at least {_gb(n * per_point)}{part} but "
-            f"{_gb(available)} is available; use at most {max(1, int(available // per_point)):,}"
+            f"{_gb(available)} is available{limit_note(available)}; use at most "
+            f"{max(1, int(available // per_point)):,}"
             " points" + (", or record='final'" if rows else "")
         )
 

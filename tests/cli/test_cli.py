@@ -175,6 +175,11 @@ def test_options_and_momentum_reach_the_optimizer(tmp_path):
         (["show", "rastrign"], "did you mean 'rastrigin'"),
         # printed as typed: Rich markup took "[blau]" (and "descentlab[scale]") for a style
         (["show", "himmel[blau]"], "unknown function 'himmel[blau]'"),
+        (["fit", "quadratic", "--threads", "0"], "--threads must be a whole number from 1"),
+        # race: settings per optimizer, and one rate each
+        (["race", "booth", "--start", "0,0", "--lr", "0.1,0.2"], "--lr has 2 rates for 4"),
+        (["race", "booth", "--start", "0,0", "--optimizers", "adam[betas=(0.9"], "must end with ]"),
+        (["race", "booth", "--start", "0,0", "--optimizers", "gd[nope]"], "key=value"),
     ],
 )
 def test_errors_are_one_line_and_exit_non_zero(args, message):

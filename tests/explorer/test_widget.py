@@ -112,6 +112,7 @@ def jupyterlab(tmp_path_factory):
         "w = dl.explore('booth', ['gd', 'adam'], lr=[0.05, 0.3], start=(1.0, 1.0), steps=30)\n"
         "w",
         "print('STARTS', w.start)",
+        "w.steps = 12",
     ]
     notebook = {
         "cells": [
@@ -241,6 +242,14 @@ def test_widget_in_jupyterlab(jupyterlab, tmp_path):
         printed = page.locator(".jp-Notebook .jp-Cell").nth(1).locator(".jp-OutputArea-output")
         printed.wait_for(timeout=30000)
         text = printed.inner_text()
+        # and the kernel's changes reach the page
+        page.keyboard.press("Escape")
+        _run_cell(page, 2)
+        page.wait_for_function(
+            "() => document.querySelector('.jp-OutputArea .dlx-steptext').textContent"
+            " === 'step 0 / 12'",
+            timeout=30000,
+        )
         browser.close()
     starts = json.loads(text.split("STARTS", 1)[1].strip())
     assert starts[0] == [1.0, 1.0]

@@ -361,3 +361,70 @@ def test_lr_find_after_fit_sweeps_from_the_start_and_leaves_the_learner_as_it_wa
     assert (learn.epoch, learn.steps_done, list(learn.history["loss"])) == state
     from_here = learn.lr_find(num=40, from_start=False)  # the current model, as asked
     assert from_here.losses[0] < 0.8 * fresh.losses[0]
+
+
+# ---- threads (issue 24: a small model on a busy 2-core machine ran 3x slower on 2 threads) --
+
+
+def test_small_models_fit_on_one_thread_and_the_count_is_put_back():
+    import torch
+
+    from descentlab.training.threads import choose_threads
+
+    seen = []
+
+    class Threads(dl.Callback):
+        def after_batch(self, learn):
+            seen.append(torch.get_num_threads())
+
+    m = dl.datasets.mnist_sample()
+    before = torch.get_num_threads()
+    learn = dl.Learner(
+        dl.models.MLP(784, 128, 10),
+        (m.x[:640], m.y[:640]),
+        loss="cross_entropy",
+        batch_size=64,
+        verbose=False,
+        callbacks=[Threads()],
+    )
+    assert learn.threads == 1 == choose_threads(101_770, 64)
+    learn.fit(1)
+    learn.lr_find(num=8)
+    assert set(seen) == {1} and torch.get_num_threads() == before
+    learn = dl.Learner(
+        dl.models.MLP(784, 128, 10),
+        (m.x[:640], m.y[:640]),
+        loss="cross_entropy",
+        batch_size=64,
+        verbose=False,
+        threads=2,
+        callbacks=[Threads()],
+    )
+    seen.clear()
+    learn.fit(1)
+    assert set(seen) == {2} and torch.get_num_threads() == before
+
+
+def test_large_models_use_the_idle_cores(monkeypatch):
+    import os
+
+    import torch
+
+    from descentlab.training import threads
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    big = (3_256_330, 64)  # MLP 784-4096-10, 1.3e9 flops a step
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.3, 0.2, 0.1))
+    assert threads.choose_threads(*big) == 4
+    monkeypatch.setattr(os, "getloadavg", lambda: (2.6, 2.0, 1.0))  # two cores busy
+    assert threads.choose_threads(*big) == 2
+    monkeypatch.setattr(os, "getloadavg", lambda: (9.0, 9.0, 9.0))
+    assert threads.choose_threads(*big) == 1
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
+def test_threads_must_be_a_count(bad):
+    t, y = dl.datasets.noisy_quadratic(seed=0)
+    with pytest.raises(dl.DescentError, match="threads must be a whole number from 1"):
+        dl.Learner(lambda t, p: p[0] * t, params=1, data=(t, y), threads=bad, verbose=False)

@@ -77,6 +77,7 @@ _OPTIONS = [
     (r"\brecord='(\w+)'", r"--record \1"),
     (r"\brecord=(\d+)", r"--record \1"),
     (r"\bgrad='(\w+)'", r"--grad \1"),
+    (r"^threads must", "--threads must"),
 ]
 
 

@@ -157,6 +157,7 @@ def register(app: typer.Typer, friendly) -> None:
         path: Path = typer.Option(None, help="a MedMNIST .npz file or a folder of MNIST IDX files"),
         plot: Path = typer.Option(None, help="figure: predictions by step (1-D data) or the loss"),
         animate: Path = typer.Option(None, help="animation of the predictions (.gif or .mp4)"),
+        threads: int = typer.Option(None, help="CPU threads (default: 1 for small models)"),
     ) -> None:
         """Fit a model with the seven-step loop and print the loss (or an epoch table)."""
         from ..plot._common import FIGURE_FORMATS, check_output
@@ -178,6 +179,7 @@ def register(app: typer.Typer, friendly) -> None:
             seed=seed,
             three_vs_seven=three_vs_seven,
             path=path,
+            threads=threads,
         )
         stop = EarlyStopping(patience=patience) if patience else None
         learn.fit(epochs if epochs is not None else r.epochs, stop=stop, target=target)
@@ -214,6 +216,7 @@ def register(app: typer.Typer, friendly) -> None:
         seed: int = typer.Option(0, help="seed"),
         three_vs_seven: bool = typer.Option(False, "--three-vs-seven", help="MNIST 3s vs 7s"),
         path: Path = typer.Option(None, help="a MedMNIST .npz file or a folder of MNIST IDX files"),
+        threads: int = typer.Option(None, help="CPU threads (default: 1 for small models)"),
     ) -> None:
         """Sweep the learning rate exponentially over one pass and suggest one."""
         learn, _ = learner_for(
@@ -226,6 +229,7 @@ def register(app: typer.Typer, friendly) -> None:
             three_vs_seven=three_vs_seven,
             path=path,
             verbose=False,
+            threads=threads,
         )
         found = learn.lr_find()
         step = max(1, len(found.lrs) // 12)
@@ -249,6 +253,7 @@ def learner_for(
     three_vs_seven: bool = False,
     path: Path | None = None,
     verbose: bool = True,
+    threads: int | None = None,
 ) -> tuple[Learner, Recipe]:
     """The Learner `descentlab fit DATA` builds, with the recipe's defaults for what is None."""
     r = recipe(data, model, hidden, three_vs_seven, path, degree)
@@ -266,6 +271,7 @@ def learner_for(
         valid=valid if valid is not None else r.valid,
         seed=seed,
         verbose=verbose,
+        threads=threads,
         **hyper,
     )
     return learn, r

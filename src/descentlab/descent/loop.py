@@ -19,6 +19,7 @@ So ``f(x) = x**2`` from 1.8 with lr 0.1 and tol 0.01 converges after exactly 27 
 from __future__ import annotations
 
 import difflib
+import inspect
 import math
 import time
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 
 from ..errors import DescentError, MemoryNeedError, StartError, check_positive
-from ..memory import check_eager_memory, check_run, eager_point_bytes
+from ..memory import check_eager_memory, check_run, eager_point_bytes, refuse_failed_allocations
 from ..problem.gradients import Evaluator, Method
 from ..problem.objective import as_bounds
 from ..problem.resolve import resolve as resolve_problem
@@ -49,6 +50,7 @@ _NORMS = {"inf": math.inf, "max": math.inf, "2": 2.0, "l2": 2.0, "1": 1.0, "l1":
 DEFAULT_STEPS = 1000
 
 
+@refuse_failed_allocations
 def descend(
     f,
     start,
@@ -91,9 +93,11 @@ def descend(
         dim: dimension for d-dimensional registered functions (``dim=5`` for Rastrigin 5-D).
         blowup: a point with a coordinate beyond this magnitude is diverged (default
             1e6 × the largest magnitude among the starts, the domain and 1).
-        max_memory: bytes the recording may use (default 80% of available memory). A run
-            whose own arrays and recording together exceed 80% of available memory is refused
-            before it starts (`MemoryNeedError`), as is a grid or random start too large.
+        max_memory: bytes the recording may use (default 80% of what the process may
+            allocate: free memory, rlimits and the cgroup's limit, `memory.limits`). A run
+            whose own arrays and recording together exceed that is refused before it starts
+            (`MemoryNeedError`), as is a grid or random start too large, and so is an
+            allocation that fails during the run.
         engine: ``"eager"`` (torch.optim, autograd, every feature), ``"compiled"`` (for gd,
             momentum, nesterov, adagrad, rmsprop and adam with autograd gradients: on the CPU
             the gradient, the update and every stop rule written out as one C loop and built
@@ -391,7 +395,11 @@ def _record_every(record) -> int | None:
 
 def _check_hyper(optimizer, hyper: dict) -> None:
     """Catch misspelled descend() arguments before they reach the optimizer as hyper-params."""
-    own = list(descend.__code__.co_varnames[: descend.__code__.co_argcount])
+    own = [
+        name
+        for name, p in inspect.signature(descend).parameters.items()  # (through the wrapper)
+        if p.kind is not inspect.Parameter.VAR_KEYWORD
+    ]
     accepted = optimizers.accepted_hyper(optimizer)
     for key in hyper:
         if accepted is None or key in accepted:

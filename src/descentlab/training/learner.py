@@ -34,6 +34,7 @@ from . import losses as losses_
 from .callbacks import Callback, CancelFit, PrintLosses, PrintTable, StopAtLoss
 from .datasets import Dataset
 from .models import FunctionModel, reset
+from .threads import choose_threads, using_threads
 
 
 class History(dict):
@@ -75,6 +76,7 @@ class Learner:
             validation split, a fastai-style epoch table otherwise).
         record_params: keep the parameters after every step (default: when ≤ 10,000 of them).
         callbacks: extra `Callback` objects.
+        threads: CPU threads while it fits (None: `choose_threads`, one for small models).
         **hyper: optimizer hyper-parameters (``momentum=0.9``, ...).
     """
 
@@ -96,9 +98,14 @@ class Learner:
         verbose: bool = True,
         record_params: bool | None = None,
         callbacks: Sequence[Callback] = (),
+        threads: int | None = None,
         **hyper,
     ):
         self.seed = seed
+        if threads is not None and (
+            isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+        ):
+            raise DescentError(f"threads must be a whole number from 1, got {threads!r}")
         self.model = _as_module(model, params)
         self.loss_name = loss if isinstance(loss, str) else getattr(loss, "__name__", "loss")
         self.loss_fn = losses_.get(loss)
@@ -115,6 +122,7 @@ class Learner:
         _check_fit(self)
         n_params = sum(p.numel() for p in self.model.parameters())
         self.record_params = n_params <= 10_000 if record_params is None else record_params
+        self.threads = threads or choose_threads(n_params, self.batch_size or len(self.x))
         self.verbose = verbose
         self.callbacks = list(callbacks)
         self.history = History()
@@ -241,10 +249,8 @@ class Learner:
         if self.record_params and not self.history["params"]:
             self.history["params"].append(self._param_vector())
         try:
-            self._callback("before_fit")
-            for _ in range(epochs):
-                self.epoch += 1
-                self.one_epoch()
+            with using_threads(self.threads):
+                self._fit_epochs(epochs)
         except CancelFit as reason:
             self.stop_reason = str(reason)
             if self.verbose:
@@ -253,6 +259,12 @@ class Learner:
             self.training = False
             self._callback("after_fit")
         return self.history
+
+    def _fit_epochs(self, epochs: int) -> None:
+        self._callback("before_fit")
+        for _ in range(epochs):
+            self.epoch += 1
+            self.one_epoch()
 
     # ---- evaluation ------------------------------------------------------------------------
     @property

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import DescentError, check_positive
 from .callbacks import CancelFit
+from .threads import using_threads
 
 
 @dataclass
@@ -83,41 +84,42 @@ def lr_find(
     avg, best = 0.0, math.inf
     learn.training = True
     learn.model.train()
-    try:
-        i = 0
-        while i < num:
-            for idx in learn._batches():
-                if i >= num:
-                    break
-                lr = start * (end / start) ** (i / (num - 1))
-                for group in learn.opt.param_groups:
-                    group["lr"] = lr
-                x, y = (learn.x, learn.y) if idx is None else (learn.x[idx], learn.y[idx])
-                preds = learn.predict(x)
-                loss = learn.loss(preds, y)
-                value = loss.item()
-                if not math.isfinite(value):
-                    i = num
-                    break
-                learn.gradient(loss)
-                learn.step()
-                learn.zero_grad()
-                avg = beta * avg + (1 - beta) * value
-                s = avg / (1 - beta ** (i + 1))
-                lrs.append(lr)
-                raw.append(value)
-                smooth.append(s)
-                best = min(best, s)
-                i += 1
-                if s > 4 * best:
-                    i = num
-                    break
-    except CancelFit:
-        pass
-    finally:
-        learn.training = False
-        _restore(learn, snap)
-        learn.history, learn.steps_done, learn.epoch = history, steps, epoch
+    with using_threads(learn.threads):
+        try:
+            i = 0
+            while i < num:
+                for idx in learn._batches():
+                    if i >= num:
+                        break
+                    lr = start * (end / start) ** (i / (num - 1))
+                    for group in learn.opt.param_groups:
+                        group["lr"] = lr
+                    x, y = (learn.x, learn.y) if idx is None else (learn.x[idx], learn.y[idx])
+                    preds = learn.predict(x)
+                    loss = learn.loss(preds, y)
+                    value = loss.item()
+                    if not math.isfinite(value):
+                        i = num
+                        break
+                    learn.gradient(loss)
+                    learn.step()
+                    learn.zero_grad()
+                    avg = beta * avg + (1 - beta) * value
+                    s = avg / (1 - beta ** (i + 1))
+                    lrs.append(lr)
+                    raw.append(value)
+                    smooth.append(s)
+                    best = min(best, s)
+                    i += 1
+                    if s > 4 * best:
+                        i = num
+                        break
+        except CancelFit:
+            pass
+        finally:
+            learn.training = False
+            _restore(learn, snap)
+            learn.history, learn.steps_done, learn.epoch = history, steps, epoch
     if len(lrs) < 5:
         raise DescentError(
             f"the loss diverged within {len(lrs)} steps from lr={start:g}; start lower"
