@@ -400,3 +400,103 @@ def test_workers_whose_descentlab_does_not_import_are_named_and_dying_workers_en
         with pytest.raises(dl.DescentError, match="no workers for 6 s"):
             bench(**kw, scheduler=cluster.scheduler_address)
     assert time.perf_counter() - began < 90
+
+
+# ---- a real cluster's address, and workers that die (issue 24) ------------------------------
+
+CLUSTER_KW = dict(
+    functions=["himmelblau", "sphere"],
+    optimizers=["gd", "adam"],
+    lrs=[0.003, 0.01],
+    starts=2000,
+    steps=200,
+    seeds=1,
+)
+
+
+def _comparable(table: pd.DataFrame) -> pd.DataFrame:
+    return (
+        table.drop(columns=["time_s"])
+        .sort_values(["function", "optimizer", "lr", "seed"])
+        .reset_index(drop=True)
+    )
+
+
+def test_a_cluster_address_runs_and_a_killed_worker_is_replaced_by_the_others():
+    """Against a scheduler's tcp:// address, check_workers runs `worker_version` on each worker
+    (its import of the sweep broke with the package's new layout, and every real cluster was
+    refused). A worker killed mid-sweep: Dask runs its blocks on the other; same table."""
+    require_module("distributed")
+    import os
+    import signal
+
+    from distributed import Client, LocalCluster
+
+    here = bench(**CLUSTER_KW).table
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as cluster,
+        Client(cluster) as client,
+    ):
+        pids = client.run(os.getpid)
+        killed = []
+
+        def progress(done, total):
+            if done == 2 and not killed:
+                killed.append(sorted(pids.values())[0])
+                os.kill(killed[0], signal.SIGKILL)
+
+        there = bench(**CLUSTER_KW, scheduler=cluster.scheduler_address, progress=progress)
+    assert killed
+    pd.testing.assert_frame_equal(_comparable(there.table), _comparable(here))
+
+
+def test_workers_that_leave_keep_the_finished_blocks_and_name_the_cause(tmp_path, monkeypatch):
+    """The issue's case: the cluster's only worker SIGKILLed mid-sweep (a `dask worker` with no
+    nanny to restart it). It failed after 20 s blaming a missing install, and the blocks that
+    had finished were not written."""
+    require_module("distributed")
+    from distributed import Client, LocalCluster
+
+    from descentlab.bench import runners
+
+    monkeypatch.setattr(runners, "NO_WORKERS_S", 4.0)
+    out = tmp_path / "partial.csv"
+    with LocalCluster(n_workers=0, processes=True) as cluster, Client(cluster) as client:
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "distributed.cli.dask_worker",
+                cluster.scheduler_address,
+                "--nthreads",
+                "1",
+                "--no-nanny",
+                "--no-dashboard",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            client.wait_for_workers(1, timeout=60)
+
+            def progress(done, total):
+                if done == 3:
+                    worker.kill()
+
+            with pytest.raises(dl.DescentError) as caught:
+                bench(**CLUSTER_KW, scheduler=cluster.scheduler_address, progress=progress, out=out)
+        finally:
+            worker.kill()
+            worker.wait()
+    message = str(caught.value)
+    assert "workers left during the sweep" in message and "install" not in message
+    finished = int(message.split(" blocks finished")[0].rsplit(" ", 1)[1])
+    assert finished >= 3 and f"the {finished} blocks that finished are in {out}" in message
+    saved = load_table(out)
+    assert len(saved) == finished
+    here = _comparable(bench(**CLUSTER_KW).table)
+    got = _comparable(saved)
+    merged = got.merge(here, on=["function", "optimizer", "lr", "seed"], suffixes=("", "_here"))
+    assert len(merged) == finished
+    for column in ("success_rate", "diverged_fraction", "median_final_gap"):
+        np.testing.assert_array_equal(merged[column], merged[f"{column}_here"])

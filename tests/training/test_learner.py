@@ -379,27 +379,24 @@ def test_small_models_fit_on_one_thread_and_the_count_is_put_back():
 
     m = dl.datasets.mnist_sample()
     before = torch.get_num_threads()
-    learn = dl.Learner(
-        dl.models.MLP(784, 128, 10),
-        (m.x[:640], m.y[:640]),
-        loss="cross_entropy",
-        batch_size=64,
-        verbose=False,
-        callbacks=[Threads()],
-    )
+
+    def mlp(**kw):
+        return dl.Learner(
+            dl.models.MLP(784, 128, 10),
+            (m.x[:640], m.y[:640]),
+            loss="cross_entropy",
+            batch_size=64,
+            verbose=False,
+            callbacks=[Threads()],
+            **kw,
+        )
+
+    learn = mlp()
     assert learn.threads == 1 == choose_threads(101_770, 64)
     learn.fit(1)
     learn.lr_find(num=8)
     assert set(seen) == {1} and torch.get_num_threads() == before
-    learn = dl.Learner(
-        dl.models.MLP(784, 128, 10),
-        (m.x[:640], m.y[:640]),
-        loss="cross_entropy",
-        batch_size=64,
-        verbose=False,
-        threads=2,
-        callbacks=[Threads()],
-    )
+    learn = mlp(threads=2)
     seen.clear()
     learn.fit(1)
     assert set(seen) == {2} and torch.get_num_threads() == before

@@ -109,7 +109,7 @@ def version() -> str:
 def worker_version() -> str:
     """Run on each worker by `check_workers`: it imports everything a block needs (sent by
     reference, it imports descentlab itself before it runs), then returns `version()`."""
-    from .. import sweep  # noqa: F401
+    from . import sweep  # noqa: F401
 
     return version()
 
@@ -206,6 +206,7 @@ class DaskRunner:
         index = {f.key: i for i, f in enumerate(futures)}
         out: list = [None] * len(blocks)
         pending, count, alone = set(futures), done, 0.0
+        workers = set(self.client.scheduler_info().get("workers", {}))  # every one seen
         while pending:
             try:
                 finished, pending = wait(pending, timeout=POLL_S, return_when="FIRST_COMPLETED")
@@ -217,6 +218,12 @@ class DaskRunner:
                 except DescentError:
                     raise
                 except Exception as exc:  # raised on a worker: name it in one line
+                    if type(exc).__name__ == "KilledWorker":  # it took 3 workers down with it
+                        raise DescentError(
+                            "a block was running on every Dask worker that died under it (3, "
+                            "Dask's limit): it may need more memory than a worker has; use "
+                            "fewer starts per block"
+                        ) from None
                     raise DescentError(
                         f"a block failed on the Dask cluster: {type(exc).__name__}: {exc}"
                     ) from None
@@ -224,16 +231,36 @@ class DaskRunner:
                 count += 1
                 if progress is not None:
                     progress(count, total)
-            # a worker that cannot unpickle a block (descentlab missing or broken there) dies,
-            # and the tasks then wait for workers forever
-            alone = 0.0 if finished or self.client.nthreads() else alone + POLL_S
+            # Dask runs a dead worker's blocks again on the others; with none left the tasks
+            # would wait for workers forever
+            now = self.client.nthreads()
+            workers |= set(now)
+            alone = 0.0 if finished or now else alone + POLL_S
             if alone >= NO_WORKERS_S:
-                raise DescentError(
-                    f"the Dask cluster has had no workers for {NO_WORKERS_S:g} s, with "
-                    f"{len(pending)} blocks left; a worker dies when it cannot import "
-                    "descentlab: install it on every worker"
-                )
+                raise DescentError(self._why_no_workers(len(workers), count - done, len(pending)))
         return out
+
+    def _why_no_workers(self, seen: int, ran: int, left: int) -> str:
+        """The real cause as far as it can be told: workers that ran blocks and then left were
+        stopped or killed (out of memory, a signal, the machine); workers that left before
+        any block finished may have died unpickling one (descentlab missing or broken)."""
+        wait = f"has had no workers for {NO_WORKERS_S:g} s"
+        if ran:
+            return (
+                f"the Dask cluster's workers left during the sweep ({seen} seen; killed, out of "
+                f"memory or stopped) and it {wait}; {ran} blocks finished, {left} not run; "
+                "start workers with `dask worker ADDRESS` and run again"
+            )
+        if seen:
+            return (
+                f"the Dask cluster's {seen} workers left before any block finished and it {wait}"
+                f", with {left} blocks left: a worker dies when it cannot import descentlab "
+                "(install it on every worker), or it was stopped"
+            )
+        return (
+            f"the Dask cluster {wait}, with {left} blocks left; start workers with "
+            "`dask worker ADDRESS`"
+        )
 
     def close(self):
         self.client.close()

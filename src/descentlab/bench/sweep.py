@@ -348,9 +348,14 @@ def bench(
             for s in range(seed + 1, seed + 1 + seeds)
         ]
         reported = runner(run_block, report, progress, len(tune), total)
-    except KeyboardInterrupt:
-        if out is not None and runner.finished:  # keep what was computed
-            save_table(pd.DataFrame(runner.finished, columns=list(COLUMNS)), out)
+    except BaseException as exc:  # Ctrl-C, a cluster that lost its workers, a failed block
+        if out is None or not runner.finished:
+            raise
+        save_table(pd.DataFrame(runner.finished, columns=list(COLUMNS)), out)  # keep them
+        if isinstance(exc, DescentError):
+            raise DescentError(
+                f"{exc} (the {len(runner.finished)} blocks that finished are in {out})"
+            ) from None
         raise
     finally:
         runner.close()
