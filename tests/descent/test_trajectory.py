@@ -210,3 +210,48 @@ def test_an_unreadable_file_says_so(tmp_path, monkeypatch):
     monkeypatch.setattr(type(good), "read_bytes", denied)
     with pytest.raises(dl.LoadError, match="permission denied"):  # it said "truncated"
         dl.load(good)
+
+
+def test_divergence_in_progress_is_called_out():
+    """d2l (11.3): gd at lr 0.6 on 0.1x² + 2y² from (-5, -2) ends 20 steps at x₂ ≈ -1673 with
+    f ≈ 5.6e6, still running: named diverging in the repr, summary, notebook table and CLI."""
+    import os
+    import subprocess
+    import sys
+
+    run = dl.descend("0.1*x**2 + 2*y**2", start=(-5, -2), lr=0.6, steps=20)
+    assert run.status == "running" and run.x[1] == pytest.approx(-1673.37, rel=1e-4)
+    assert run.value == pytest.approx(5.6e6, rel=0.01)
+    assert run.diverging and run.growth_[0] == pytest.approx(5.6003e6 / 10.5, rel=1e-3)
+    assert "1 of them diverging" in repr(run) and "diverging" in run._repr_html_()
+    assert run.summary()["diverging"] == 1
+    # a rate that converges slowly is not
+    calm = dl.descend("0.1*x**2 + 2*y**2", start=(-5, -2), lr=0.4, steps=20)
+    assert not calm.diverging and calm.summary()["diverging"] == 0
+    # many points, and a recording of the final state only (the first values from f)
+    grid = dl.descend(
+        "0.1*x**2 + 2*y**2", start=dl.grid(5, bounds=(-5, 5)), lr=0.6, steps=20, record="final"
+    )
+    s = grid.summary()
+    assert s["running"] == 25 and s["diverging"] == 20  # the 5 on y = 0 only see the x part
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "descentlab.cli",
+            "descend",
+            "0.1*x**2 + 2*y**2",
+            "--start",
+            "-5,-2",
+            "--lr",
+            "0.6",
+            "--steps",
+            "20",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert "diverging: f grew 5.3e+05-fold in 20 steps" in done.stdout
+    assert "try --lr 0.06" in done.stdout

@@ -475,7 +475,12 @@ def _print_summary(run: Trajectory) -> None:
         table.add_row("final x", _point(run.x))
         table.add_row("f(x)", _num(float(run.value)))
         table.add_row("gradient norm", _num(float(run.grad_norm)))
-        if run.status == "running":
+        if run.status == "running" and run.diverging:
+            status = (
+                f"diverging: f grew {float(run.growth_[0]):.2g}-fold in {run.steps} steps "
+                f"(stopped at the step limit); try --lr {lr / 10:g}"
+            )
+        elif run.status == "running":
             status = f"stopped at the step limit, after {run.steps} steps"
         else:
             status = f"{run.status} after {run.steps} steps"
@@ -494,6 +499,11 @@ def _print_summary(run: Trajectory) -> None:
             for k in ("converged", "diverged", "running", "interrupted")
             if s[k]
         )
+        if s["diverging"]:
+            counts += (
+                f" ({s['diverging']:,} of them diverging: f grew up to "
+                f"{s['largest_growth']:.2g}-fold; try --lr {lr / 10:g})"
+            )
         table.add_row("status", counts)
         for m in s.get("minima", []):
             table.add_row(f"minimum [{m['index']}]", f"{_point(m['point'])}: {m['count']:,} points")

@@ -24,6 +24,7 @@ from functools import lru_cache
 import torch
 
 from ..errors import OptimizerError, UnknownNameError, check_positive
+from .newton import Newton
 
 
 class GradientDescent(torch.optim.Optimizer):
@@ -80,6 +81,9 @@ REGISTRY: dict[str, _Entry] = {
     "radam": _Entry(Opt.RAdam, summary="Adam with a rectified warm-up of the variance"),
     "adadelta": _Entry(Opt.Adadelta, lr=1.0, summary="rates from running averages of updates"),
     "rprop": _Entry(Opt.Rprop, summary="sign-based steps with adaptive sizes"),
+    "newton": _Entry(
+        Newton, lr=1.0, summary="x -= lr * H^-1 grad, f's exact Hessian per point (torch.func)"
+    ),
     "lbfgs": _Entry(
         Opt.LBFGS,
         {"max_iter": 1, "history_size": 10},

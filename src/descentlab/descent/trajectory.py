@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import LoadError
 from ..files import atomic_file
-from ..status import CONVERGED, DIVERGED, STATUS
+from ..status import CONVERGED, DIVERGED, DIVERGING_GROWTH, RUNNING, STATUS
 
 FORMAT = "descentlab.trajectory/1"
 _CHUNK = 1 << 20  # points at a time where a per-point answer needs temporaries
@@ -165,6 +165,38 @@ class Trajectory:
         return bool(c[0]) if self.single else c
 
     @property
+    def growth_(self) -> np.ndarray:
+        """``(N,)``: how many times farther from f* (0 where f* is unknown) each point's final
+        value is than its first, |f_T - f*| / max(|f_0 - f*|, 1e-3); NaN where the first value
+        is not known (a recording of the final state alone, with no live objective)."""
+        base = self.meta.get("minimum_value") or 0.0
+        first = self._first_values()
+        if first is None:
+            return np.full(self.n_points, np.nan)
+        with np.errstate(invalid="ignore", over="ignore"):
+            far = np.abs(self.value_.astype(np.float64) - base)
+            return far / np.maximum(np.abs(first.astype(np.float64) - base), 1e-3)
+
+    def _first_values(self) -> np.ndarray | None:
+        if len(self.recorded) and self.recorded[0] == 0:
+            return np.asarray(self.values[0])
+        if self.objective is not None:
+            import torch
+
+            with torch.no_grad():
+                x = torch.as_tensor(self.start_, dtype=torch.float64)
+                return self.objective(x).numpy()
+        return None
+
+    @property
+    def diverging(self):
+        """Points still running whose distance to f* grew a thousandfold or more
+        (`growth_`): a learning rate too high, caught before the blow-up bound marks them
+        diverged. d2l's gd at lr 0.6 on 0.1x² + 2y² from (-5, -2) is one after 20 steps."""
+        d = (self.status_ == RUNNING) & (np.nan_to_num(self.growth_, nan=0.0) >= DIVERGING_GROWTH)
+        return bool(d[0]) if self.single else d
+
+    @property
     def minima(self) -> list[tuple[float, ...]]:
         return [tuple(m) for m in self.meta.get("minima", [])]
 
@@ -208,6 +240,10 @@ class Trajectory:
             "best_x": self.x_[best].tolist(),
             "best_value": float(self.value_[best]),
         }
+        diverging = np.atleast_1d(self.diverging)
+        out["diverging"] = int(diverging.sum())  # of the running ones
+        if out["diverging"]:
+            out["largest_growth"] = float(np.nanmax(self.growth_[diverging]))
         if self.minima:
             # counts[0]: no minimum; counts[1 + i]: minimum i
             counts = np.bincount(
@@ -262,6 +298,9 @@ class Trajectory:
     def __repr__(self) -> str:
         counts = np.bincount(self.status_, minlength=len(STATUS))
         parts = ", ".join(f"{c} {s}" for s, c in zip(STATUS, counts, strict=True) if c)
+        diverging = int(np.atleast_1d(self.diverging).sum())
+        if diverging:
+            parts += f" ({diverging} of them diverging: f grew a thousandfold or more)"
         what = "1 point" if self.single else f"{self.n_points} points"
         return (
             f"<Trajectory {self.meta.get('function')} · {self.meta.get('optimizer')} "

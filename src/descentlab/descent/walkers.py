@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from ..errors import OptimizerError
+from ..errors import DescentError, OptimizerError
 from ..memory import empty
 from ..problem.gradients import Evaluator
 from . import optimizers
@@ -39,6 +39,9 @@ class Walkers:
                 )
             self.params = [x0[i : i + 1].clone().requires_grad_(True) for i in range(n)]
         self.opts = [plan.build([p]) for p in self.params]
+        for opt in self.opts:  # Newton's method takes f itself, for its Hessian
+            if hasattr(opt, "objective") and getattr(opt, "objective", 0) is None:
+                opt.objective = evaluate.objective
 
     def positions(self) -> torch.Tensor:
         if self.batched:
@@ -64,6 +67,8 @@ class Walkers:
                 p, opt = self.params[i], self.opts[i]
                 p.grad = grad[i : i + 1]
                 opt.step(self._closure(p)) if self.closure else opt.step()
+        except DescentError:  # said already, in one line
+            raise
         except (RuntimeError, TypeError, ValueError) as exc:
             raise OptimizerError(f"the optimizer failed during a step: {exc}") from None
 

@@ -265,7 +265,11 @@ def _describe(view: View, objective: Objective) -> dict:
 def _pack_run(entry: Entry, run, objective: Objective, glyphs: bool) -> dict:
     path = np.asarray(run.path)  # (T, N, 2)
     values = np.asarray(run.values)  # (T, N)
-    status = [STATUS[int(c)] for c in np.atleast_1d(run.status_)]
+    diverging = np.atleast_1d(run.diverging)
+    status = [
+        "diverging" if away else STATUS[int(c)]
+        for c, away in zip(np.atleast_1d(run.status_), diverging, strict=True)
+    ]
     out = {
         "label": entry.label,
         "name": entry.name,

@@ -43,7 +43,11 @@ def _hyper(meta: dict) -> str:
 
 def _statuses(run) -> str:
     counts = np.bincount(run.status_, minlength=len(STATUS))
-    return ", ".join(f"{c:,} {s}" for s, c in zip(STATUS, counts, strict=True) if c)
+    text = ", ".join(f"{c:,} {s}" for s, c in zip(STATUS, counts, strict=True) if c)
+    diverging = int(np.atleast_1d(run.diverging).sum())
+    if diverging:
+        text += f" ({diverging:,} of them diverging: f grew a thousandfold or more)"
+    return text
 
 
 def _thumbnail(obj) -> str | None:

@@ -405,11 +405,13 @@ function render({ model, el }) {
     P.react(ui.curve, traces, layout, { displayModeBar: false, responsive: true });
   }
 
-  const statusText = (s, n) => (s === "running" ? `step limit (${n})` : `${s} at ${n}`);
+  const statusText = (s, n) =>
+    s === "running" ? `step limit (${n})` : s === "diverging" ? `diverging (f grew ≥1000×; step limit ${n})` : `${s} at ${n}`;
   function summaryStatus(r) {
     const counts = {};
     for (const s of r.status) counts[s] = (counts[s] || 0) + 1;
-    return Object.entries(counts).map(([s, c]) => `${c} ${s === "running" ? "at step limit" : s}`).join(", ");
+    const said = { running: "at step limit", diverging: "diverging (f grew ≥1000×)" };
+    return Object.entries(counts).map(([s, c]) => `${c} ${said[s] || s}`).join(", ");
   }
 
   function drawStep() {
