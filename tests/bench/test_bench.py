@@ -1,6 +1,7 @@
 """The optimizer sweep: its numbers against closed forms and direct runs, the fair choice of
 rates, its files, its report, and the same table from a Dask cluster."""
 
+import contextlib
 import math
 import socket
 import subprocess
@@ -422,72 +423,76 @@ def _comparable(table: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+@contextlib.contextmanager
+def _cluster(workers: int):
+    """A scheduler (a LocalCluster with no workers of its own) and `workers` `dask worker`
+    processes with no nanny, so that a killed one stays dead: its address and the processes."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=0, processes=True) as cluster:
+        address = cluster.scheduler_address
+        procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "distributed.cli.dask_worker",
+                    address,
+                    "--nthreads",
+                    "1",
+                    "--no-nanny",
+                    "--no-dashboard",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for _ in range(workers)
+        ]
+        try:
+            deadline = time.monotonic() + 60
+            while len(cluster.scheduler_info["workers"]) < workers:
+                assert time.monotonic() < deadline, "the workers did not start"
+                time.sleep(0.2)
+            yield address, procs
+        finally:
+            for proc in procs:
+                proc.kill()
+                proc.wait()
+
+
 def test_a_cluster_address_runs_and_a_killed_worker_is_replaced_by_the_others():
     """Against a scheduler's tcp:// address, check_workers runs `worker_version` on each worker
     (its import of the sweep broke with the package's new layout, and every real cluster was
-    refused). A worker killed mid-sweep: Dask runs its blocks on the other; same table."""
+    refused). A worker SIGKILLed mid-sweep: Dask runs its block on the other; same table."""
     require_module("distributed")
-    import os
-    import signal
-
-    from distributed import Client, LocalCluster
-
     here = bench(**CLUSTER_KW).table
-    with (
-        LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as cluster,
-        Client(cluster) as client,
-    ):
-        pids = client.run(os.getpid)
-        killed = []
+    with _cluster(2) as (address, procs):
 
         def progress(done, total):
-            if done == 2 and not killed:
-                killed.append(sorted(pids.values())[0])
-                os.kill(killed[0], signal.SIGKILL)
+            if done == 2:
+                procs[0].kill()
 
-        there = bench(**CLUSTER_KW, scheduler=cluster.scheduler_address, progress=progress)
-    assert killed
+        there = bench(**CLUSTER_KW, scheduler=address, progress=progress)
+    assert procs[0].returncode is not None
     pd.testing.assert_frame_equal(_comparable(there.table), _comparable(here))
 
 
 def test_workers_that_leave_keep_the_finished_blocks_and_name_the_cause(tmp_path, monkeypatch):
-    """The issue's case: the cluster's only worker SIGKILLed mid-sweep (a `dask worker` with no
-    nanny to restart it). It failed after 20 s blaming a missing install, and the blocks that
-    had finished were not written."""
+    """The issue's case: the cluster's only worker SIGKILLed mid-sweep. It failed after 20 s
+    blaming a missing install, and the blocks that had finished were not written."""
     require_module("distributed")
-    from distributed import Client, LocalCluster
-
     from descentlab.bench import runners
 
     monkeypatch.setattr(runners, "NO_WORKERS_S", 4.0)
     out = tmp_path / "partial.csv"
-    with LocalCluster(n_workers=0, processes=True) as cluster, Client(cluster) as client:
-        worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "distributed.cli.dask_worker",
-                cluster.scheduler_address,
-                "--nthreads",
-                "1",
-                "--no-nanny",
-                "--no-dashboard",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            client.wait_for_workers(1, timeout=60)
+    with _cluster(1) as (address, procs):
 
-            def progress(done, total):
-                if done == 3:
-                    worker.kill()
+        def progress(done, total):
+            if done == 3:
+                procs[0].kill()
 
-            with pytest.raises(dl.DescentError) as caught:
-                bench(**CLUSTER_KW, scheduler=cluster.scheduler_address, progress=progress, out=out)
-        finally:
-            worker.kill()
-            worker.wait()
+        with pytest.raises(dl.DescentError) as caught:
+            bench(**CLUSTER_KW, scheduler=address, progress=progress, out=out)
     message = str(caught.value)
     assert "workers left during the sweep" in message and "install" not in message
     finished = int(message.split(" blocks finished")[0].rsplit(" ", 1)[1])

@@ -234,6 +234,10 @@ def descend_command(
     surface: Path = typer.Option(None, help="3-D surface picture: .png (PyVista if installed)"),
     html: Path = typer.Option(None, help="interactive page: .html"),
     engine: str = typer.Option("auto", help="auto, eager or compiled"),
+    schedule: str = typer.Option(
+        None, help="learning-rate schedule: cosine, step[step_size=10], exponential, ..."
+    ),
+    warmup: int = typer.Option(None, help="warm-up steps of --schedule cosine or warmup"),
 ) -> None:
     """Run gradient descent from one point, a grid or random points, and summarise it."""
     _check_function(function, dim)
@@ -257,6 +261,7 @@ def descend_command(
         grad=grad,
         dim=dim,
         engine=engine,
+        schedule=_schedule(schedule, warmup),
         **hyper,
     )
     if trace:
@@ -293,6 +298,8 @@ def race_command(
     animate: Path = typer.Option(None, help="animation (.gif or .mp4)"),
     surface: Path = typer.Option(None, help="3-D surface picture (.png)"),
     html: Path = typer.Option(None, help="interactive page (.html)"),
+    schedule: str = typer.Option(None, help="learning-rate schedule for every entrant"),
+    warmup: int = typer.Option(None, help="warm-up steps of --schedule cosine or warmup"),
 ) -> None:
     """Several optimizers (or learning rates) from the same starts, side by side."""
     from ..descent.race import race
@@ -313,6 +320,7 @@ def race_command(
         steps=steps,
         tol=tol,
         dim=dim,
+        schedule=_schedule(schedule, warmup),
     )
     table = Table(title=f"race on {function}")
     for col in (
@@ -364,6 +372,31 @@ def _numbers(text: str, option: str) -> list[float]:
     return values
 
 
+def _schedule(text: str | None, warmup: int | None):
+    """``--schedule 'step[step_size=10,gamma=0.5]' --warmup 5`` -> ("step", {...})."""
+    if text is None:
+        if warmup is not None:
+            raise DescentError("--warmup goes with --schedule cosine or --schedule warmup")
+        return None
+    parts = _split_top(text)
+    if len(parts) != 1:
+        raise DescentError(
+            f"--schedule takes one schedule, e.g. 'step[step_size=10]', got {text!r}"
+        )
+    name, settings = _with_settings(parts[0], "--schedule")
+    if warmup is not None:
+        settings = {**settings, "warmup": warmup}
+    return (name, settings)
+
+
+def _with_settings(part: str, option: str) -> tuple[str, dict]:
+    """``adam[betas=(0.9,0.99),eps=1e-6]`` -> ("adam", {...})."""
+    name, bracket, rest = part.partition("[")
+    if bracket and not rest.endswith("]"):
+        raise DescentError(f"{option} entry {part!r} must end with ]: name[key=value,...]")
+    return name.strip(), (_parse_options(_split_top(rest[:-1])) if bracket else {})
+
+
 def _rates(text: str, n: int) -> list[float]:
     """``--lr``: one rate for all n optimizers, or one each."""
     given = _numbers(text, "--lr")
@@ -390,14 +423,11 @@ def _race_entries(text: str) -> dict:
     the entry as written (numbered where the same one repeats)."""
     entries: dict = {}
     for part in _split_top(text):
-        name, bracket, rest = part.partition("[")
-        if bracket and not rest.endswith("]"):
-            raise DescentError(f"--optimizers entry {part!r} must end with ]: name[key=value,...]")
-        hyper = _parse_options(_split_top(rest[:-1])) if bracket else {}
+        name, hyper = _with_settings(part, "--optimizers")
         label, i = part, 2
         while label in entries:
             label, i = f"{part} #{i}", i + 1
-        entries[label] = (name.strip(), hyper) if hyper else name.strip()
+        entries[label] = (name, hyper) if hyper else name
     if not entries:
         raise DescentError("--optimizers needs at least one name, e.g. gd,adam")
     return entries
@@ -470,6 +500,14 @@ def _print_summary(run: Trajectory) -> None:
     table.add_row("function", f"{s['function']}  (dimension {run.dim})")
     settings = [f"lr={lr:g}"] + [f"{k}={v}" for k, v in (run.meta.get("hyper") or {}).items()]
     table.add_row("optimizer", f"{s['optimizer']}  {', '.join(settings)}")
+    if run.meta.get("schedule"):
+        rates = run.rates
+        shown = (
+            f"{rates[0]:.3g} first, {rates.max():.3g} highest, {rates[-1]:.3g} last"
+            if len(rates)
+            else "no step taken"
+        )
+        table.add_row("schedule", f"{run.meta['schedule']}: rate {shown}")
     if run.single:
         table.add_row("start", _point(run.start))
         table.add_row("final x", _point(run.x))

@@ -22,6 +22,7 @@ import difflib
 import inspect
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,7 +35,7 @@ from ..problem.objective import as_bounds
 from ..problem.resolve import resolve as resolve_problem
 from ..progress import Progress, interrupt_flag
 from ..status import CONVERGED, DIVERGED, INTERRUPTED
-from . import optimizers
+from . import optimizers, schedules
 from .optimizers import state_tensors
 from .trajectory import Trajectory
 from .walkers import Recorder, Walkers
@@ -69,6 +70,7 @@ def descend(
     blowup: float | None = None,
     max_memory: float | None = None,
     engine: str = "auto",
+    schedule=None,
     **hyper,
 ) -> Trajectory:
     """Run gradient descent on `f` from every starting point at once.
@@ -107,6 +109,12 @@ def descend(
             work repays the build or the loop is already built (in this process, or on disk
             from an earlier one). ``meta["kernel"]`` says which compiler ran: ``"c"`` or
             ``"inductor"``.
+        schedule: a learning-rate schedule, stepped once per step (`schedules`): a name
+            (``"cosine"``, ``"step"``, ``"multistep"``, ``"exponential"``, ``"warmup"``,
+            ``"onecycle"``, ``"inverse_sqrt"``, ``"constant"``) or a name with its settings
+            (``("cosine", {"warmup": 5})``), or a factory
+            ``lambda opt: torch.optim.lr_scheduler.X(opt, ...)``. The rate each step took is
+            in ``Trajectory.rates``. Runs eagerly.
         **hyper: optimizer hyper-parameters (``momentum=0.9``, ``betas=(0.9, 0.99)``, ...).
 
     Returns:
@@ -151,12 +159,13 @@ def descend(
     limit = blowup or 1e6 * max(1.0, largest, *_domain_scale(objective.domain))
     limit = min(limit, torch.finfo(dtype).max)  # finite in the dtype: an infinite x is beyond it
 
-    settings = Settings(steps, tol, order, limit, every, box)
+    settings = Settings(steps, tol, order, limit, every, box, schedules.resolve(schedule, steps))
     rec = Recorder(rows, n, d, dtype)
     began = time.perf_counter()
     loop = _choose_engine(engine, objective, plan, grad, n, d, dtype, device, settings)
     if loop is eager_loop and device.type == "cpu" and n > 4096:
-        loop = _eager_if_it_fits(objective, plan, grad, x0, rows * (record != "final"), engine)
+        plain = engine if schedule is None else "eager"  # (no compiled schedules yet)
+        loop = _eager_if_it_fits(objective, plan, grad, x0, rows * (record != "final"), plain)
     with interrupt_flag() as interrupted, Progress(progress, steps) as bar:
         x, v, gn, status, taken, k = loop(
             objective, grad, plan, x0, settings, rec, interrupted, bar
@@ -190,6 +199,9 @@ def descend(
         "engine": rec.engine,
         "kernel": rec.kernel,
     }
+    if schedule is not None:
+        meta["schedule"] = schedules.describe(schedule)
+        meta["rates"] = [float(r) for r in rec.rates]
     cpu = lambda t: t.detach().cpu().numpy()  # noqa: E731
     path, values, norms, recorded = rec.arrays()
     return Trajectory(
@@ -219,6 +231,7 @@ class Settings:
     limit: float
     every: int | None  # record every k-th iteration; None records the final state only
     box: tuple[torch.Tensor, torch.Tensor] | None
+    schedule: Callable | None = None  # a factory optimizer -> torch scheduler (`schedules`)
 
 
 def eager_loop(objective, grad, plan, x0, s: Settings, rec: Recorder, interrupted, bar):
@@ -228,7 +241,7 @@ def eager_loop(objective, grad, plan, x0, s: Settings, rec: Recorder, interrupte
     n = x0.shape[0]
     rec.engine = "eager"
     evaluate = Evaluator(objective, grad)
-    walkers = Walkers(plan, x0, evaluate)
+    walkers = Walkers(plan, x0, evaluate, s.schedule)
     active = torch.ones(n, dtype=torch.bool, device=x0.device)
     status = torch.zeros(n, dtype=torch.int8, device=x0.device)
     taken = torch.zeros(n, dtype=torch.int64, device=x0.device)
@@ -256,6 +269,8 @@ def eager_loop(objective, grad, plan, x0, s: Settings, rec: Recorder, interrupte
             status[active] = INTERRUPTED
             break
         prev = (x.clone(), v, gn)
+        if s.schedule is not None:  # the rate this step takes
+            rec.rates.append(walkers.rate())
         walkers.step(g, active)
         if s.box is not None:
             walkers.clamp(*s.box)
@@ -270,6 +285,13 @@ def _choose_engine(engine, objective, plan, grad, n, d, dtype, device, s: Settin
     """The loop to run: eager unless compiled was asked for (and can run), or `auto` finds
     compiling worth its time."""
     if engine == "eager":
+        return eager_loop
+    if s.schedule is not None:
+        if engine == "compiled":
+            raise DescentError(
+                "the compiled engine runs no learning-rate schedule yet; use engine='eager' "
+                "(engine='auto' does)"
+            )
         return eager_loop
     from .. import engine as compiled
 

@@ -23,6 +23,15 @@ import torch
 from ..errors import OptimizerError, check_positive
 
 
+def closure_loss(closure: Callable[[], torch.Tensor] | None) -> torch.Tensor | None:
+    """What an optimizer's ``step(closure)`` returns: the closure's loss, evaluated with
+    gradients on (torch.optim's convention), or None."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
+
+
 def hessians(f: Callable[[torch.Tensor], torch.Tensor], rows: torch.Tensor) -> torch.Tensor:
     """``(n, d, d)`` Hessians of f (over ``(..., d)``) at the ``(n, d)`` rows."""
     one = lambda v: f(v).reshape(())  # noqa: E731  (a (d,) point to its value)
@@ -63,10 +72,7 @@ class Newton(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         if self.objective is None:
             raise OptimizerError("newton needs f for its Hessian: Newton(params, objective=f)")
         for group in self.param_groups:

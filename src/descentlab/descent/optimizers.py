@@ -24,7 +24,7 @@ from functools import lru_cache
 import torch
 
 from ..errors import OptimizerError, UnknownNameError, check_positive
-from .newton import Newton
+from .newton import Newton, closure_loss
 
 
 class GradientDescent(torch.optim.Optimizer):
@@ -44,10 +44,7 @@ class GradientDescent(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is not None:

@@ -103,7 +103,8 @@ def race(
         optimizers: names or classes; ``(name, {hyper})`` pairs; or a mapping label -> entry.
         lr: one rate for all, or a mapping optimizer label -> rate.
         lrs: race learning rates instead: one optimizer (the first) at each rate.
-        **kwargs: passed to every `descend` (steps, tol, record, dtype, ...).
+        **kwargs: passed to every `descend` (steps, tol, record, dtype, ...); ``schedule``
+            may be one for all, or a mapping label -> schedule (one per optimizer).
     """
     if isinstance(optimizers, Mapping):
         entries = list(optimizers.items())
@@ -124,10 +125,20 @@ def race(
         raise DescentError(
             f"race labels must differ, got {labels}; use a mapping label -> optimizer"
         )
+    schedule = kwargs.pop("schedule", None)
+    per_label = isinstance(schedule, Mapping) and "name" not in schedule
+    if per_label and set(schedule) - set(labels):
+        raise DescentError(
+            f"schedules given for {sorted(set(schedule) - set(labels))}, which are not entrants "
+            f"({', '.join(labels)})"
+        )
     runs = {}
     for (label, entry), rate in zip(entries, rates, strict=True):
         name, hyper = entry if isinstance(entry, tuple) else (entry, {})
-        runs[label] = descend(f, start, optimizer=name, lr=rate, **{**kwargs, **hyper})
+        mine = schedule.get(label) if per_label else schedule
+        runs[label] = descend(
+            f, start, optimizer=name, lr=rate, schedule=mine, **{**kwargs, **hyper}
+        )
     return Race(runs)
 
 

@@ -165,6 +165,14 @@ class Trajectory:
         return bool(c[0]) if self.single else c
 
     @property
+    def rates(self) -> np.ndarray:
+        """The learning rate of each step taken, ``(iterations,)``: the schedule's where one
+        was given, else the constant rate."""
+        if "rates" in self.meta:
+            return np.asarray(self.meta["rates"], dtype=np.float64)
+        return np.full(self.iterations, float(self.meta.get("lr") or np.nan))
+
+    @property
     def growth_(self) -> np.ndarray:
         """``(N,)``: how many times farther from f* (0 where f* is unknown) each point's final
         value is than its first, |f_T - f*| / max(|f_0 - f*|, 1e-3); NaN where the first value

@@ -23,7 +23,13 @@ class Walkers:
     """The parameter tensor(s) and optimizer(s): one of each for element-wise optimizers, one
     per point for optimizers that couple the entries of a tensor (run point by point)."""
 
-    def __init__(self, plan: optimizers.OptimizerPlan, x0: torch.Tensor, evaluate: Evaluator):
+    def __init__(
+        self,
+        plan: optimizers.OptimizerPlan,
+        x0: torch.Tensor,
+        evaluate: Evaluator,
+        schedule: Callable | None = None,
+    ):
         n = x0.shape[0]
         self.batched = plan.elementwise or n == 1
         self.closure = plan.needs_closure
@@ -42,6 +48,12 @@ class Walkers:
         for opt in self.opts:  # Newton's method takes f itself, for its Hessian
             if hasattr(opt, "objective") and getattr(opt, "objective", 0) is None:
                 opt.objective = evaluate.objective
+        # one scheduler per optimizer, each stepped after its optimizer's step
+        self.schedulers = [schedule(opt) for opt in self.opts] if schedule else []
+
+    def rate(self) -> float:
+        """The learning rate the next step takes (every point's optimizer has the same)."""
+        return float(self.opts[0].param_groups[0]["lr"])
 
     def positions(self) -> torch.Tensor:
         if self.batched:
@@ -62,11 +74,13 @@ class Walkers:
                 p, opt = self.params[0], self.opts[0]
                 p.grad = grad
                 opt.step(self._closure(p)) if self.closure else opt.step()
-                return
-            for i in torch.nonzero(active).flatten().tolist():
-                p, opt = self.params[i], self.opts[i]
-                p.grad = grad[i : i + 1]
-                opt.step(self._closure(p)) if self.closure else opt.step()
+            else:
+                for i in torch.nonzero(active).flatten().tolist():
+                    p, opt = self.params[i], self.opts[i]
+                    p.grad = grad[i : i + 1]
+                    opt.step(self._closure(p)) if self.closure else opt.step()
+            for scheduler in self.schedulers:  # every point's clock, stopped or not
+                scheduler.step()
         except DescentError:  # said already, in one line
             raise
         except (RuntimeError, TypeError, ValueError) as exc:
@@ -102,6 +116,7 @@ class Recorder:
         self.values = empty((rows, n), dtype)
         self.norms = empty((rows, n), dtype)
         self.steps: list[int] = []
+        self.rates: list[float] = []  # the rate of each step, where a schedule sets it
         self.engine = "eager"  # which loop filled it (set by the loop)
         self.kernel: str | None = None  # the compiled loop's: "c" (`engine.c`) or "inductor"
         self.by_coordinates = False

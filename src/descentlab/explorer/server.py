@@ -99,7 +99,7 @@ DEFAULTS = {
 }
 
 
-def url_for(host: str, port: int, defaults: dict | None = None) -> str:
+def url_for(host: str, port: int) -> str:
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     return f"http://{shown}:{port}/"
 

@@ -8,7 +8,7 @@ shows in Jupyter when it is a cell's result; no function here picks the user's b
 
 from ._common import Figure
 from .animate import Animation, animate
-from .fits import loss, lr_find, preds
+from .fits import loss, lr_find, preds, schedule
 from .interactive import html
 from .static import basins, contour, curve, lr_effects, montage, params, slices, surface
 from .view3d import has_pyvista, surface3d
@@ -28,6 +28,7 @@ __all__ = [
     "montage",
     "params",
     "preds",
+    "schedule",
     "slices",
     "surface",
     "surface3d",

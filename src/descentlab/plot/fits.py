@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import DescentError
-from ._common import new_figure
+from ._common import PALETTE, new_figure
 from .static import _axes, _finish
 
 
@@ -77,3 +77,54 @@ def lr_find(result, ax=None, path=None):
     ax.set(xscale="log", xlabel="learning rate", ylabel="loss", title="learning-rate finder")
     ax.legend(fontsize=8)
     return _finish(fig, path)
+
+
+def schedule(obj, lr: float | None = None, steps: int | None = None, ax=None, path=None):
+    """The learning rate against step: of a Trajectory, a Race (one line per entrant) or a
+    fitted Learner (what each step took), or of a schedule itself (a name, ``(name,
+    {settings})`` or a factory) from rate `lr` over `steps` steps, run on a throw-away
+    optimizer.
+
+    >>> fig = schedule(("cosine", {"warmup": 5}), lr=0.3, steps=30)
+    """
+    lines = _rate_lines(obj, lr, steps)
+    fig, ax = _axes(ax, (6.4, 3.6))
+    for (label, rates), colour in zip(lines, PALETTE * 4, strict=False):
+        ax.plot(
+            np.arange(len(rates)), rates, color=colour, lw=1.6, label=label, drawstyle="steps-post"
+        )
+    positive = np.concatenate([r[r > 0] for _, r in lines]) if lines else np.array([])
+    if positive.size and positive.max() / positive.min() > 1e3:
+        ax.set_yscale("log")
+    ax.set(xlabel="step", ylabel="learning rate", title="learning rate at each step")
+    if len(lines) > 1:
+        ax.legend(fontsize=8)
+    return _finish(fig, path)
+
+
+def _rate_lines(obj, lr, steps) -> list[tuple[str, np.ndarray]]:
+    import torch
+
+    from ..descent import schedules
+    from ..descent.race import Race
+    from ..descent.trajectory import Trajectory
+
+    if isinstance(obj, Trajectory):
+        return [(obj.meta.get("schedule") or "constant", obj.rates)]
+    if isinstance(obj, Race):
+        return [(label, run.rates) for label, run in obj]
+    history = getattr(obj, "history", None)
+    if history is not None and "lr" in history:
+        if not history["lr"]:
+            raise DescentError("the Learner has not been fitted yet; call fit first")
+        return [("per step", np.asarray(history["lr"], dtype=np.float64))]
+    if lr is None or steps is None:
+        raise DescentError("to draw a schedule itself, give its rate and length: lr=..., steps=...")
+    factory = schedules.resolve(obj, steps)
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
+    made, rates = factory(opt), []
+    for _ in range(steps):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()  # (no gradient: nothing moves; torch wants the order optimizer, scheduler)
+        made.step()
+    return [(schedules.describe(obj), np.asarray(rates))]

@@ -137,3 +137,33 @@ class StopAtLoss(Callback):
         key = "valid_loss" if learn.has_valid else "train_loss"
         if row[key] <= self.target:
             raise CancelFit(f"target reached: {key} {row[key]:.6g} <= {self.target:g}")
+
+
+class Schedule(Callback):
+    """A learning-rate schedule over one fit (`Learner.fit(schedule=...)`): a torch scheduler
+    on the learner's optimizer, stepped after every batch (``per="batch"``) or every epoch;
+    the rate each step took is in ``history["lr"]``. The rate from before the fit is put back
+    after it, so the next fit starts from it."""
+
+    order = 10
+
+    def __init__(self, factory, per: str = "batch"):
+        if per not in ("batch", "epoch"):
+            raise DescentError(f"a schedule steps per 'batch' or per 'epoch', got {per!r}")
+        self.factory, self.per = factory, per
+
+    def before_fit(self, learn):
+        self.before = [g["lr"] for g in learn.opt.param_groups]
+        self.scheduler = self.factory(learn.opt)
+
+    def after_batch(self, learn):
+        if learn.training and self.per == "batch":
+            self.scheduler.step()
+
+    def after_epoch(self, learn):
+        if self.per == "epoch":
+            self.scheduler.step()
+
+    def after_fit(self, learn):
+        for group, lr in zip(learn.opt.param_groups, self.before, strict=True):
+            group["lr"] = lr

@@ -27,11 +27,11 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from ..descent import optimizers
+from ..descent import optimizers, schedules
 from ..errors import DescentError, check_positive
 from ..progress import Progress
 from . import losses as losses_
-from .callbacks import Callback, CancelFit, PrintLosses, PrintTable, StopAtLoss
+from .callbacks import Callback, CancelFit, PrintLosses, PrintTable, Schedule, StopAtLoss
 from .datasets import Dataset
 from .models import FunctionModel, reset
 from .threads import choose_threads, using_threads
@@ -222,6 +222,8 @@ class Learner:
         stop: Callback | Sequence[Callback] | None = None,
         lr: float | None = None,
         target: float | None = None,
+        schedule=None,
+        schedule_per: str = "batch",
     ) -> History:
         """Steps 6 and 7: repeat epochs until `epochs` or a stop rule; returns the History.
 
@@ -230,6 +232,9 @@ class Learner:
             stop: stop rules for this fit, e.g. ``EarlyStopping(patience=3)``.
             lr: change the learning rate from now on.
             target: stop once the monitored loss is at or below this value.
+            schedule: a learning-rate schedule over this fit (as `descend` takes: a name,
+                ``("cosine", {"warmup": 100})``, or ``lambda opt: torch.optim.lr_scheduler.X(
+                opt, ...)``), stepped per batch or, with ``schedule_per="epoch"``, per epoch.
         """
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
             raise DescentError(f"epochs must be an integer >= 0, got {epochs!r}")
@@ -240,6 +245,10 @@ class Learner:
         extra = [stop] if isinstance(stop, Callback) else list(stop or [])
         if target is not None:
             extra.append(StopAtLoss(target))
+        if schedule is not None:
+            per_epoch = 1 if self.batch_size is None else -(-len(self.x) // self.batch_size)
+            total = epochs * (per_epoch if schedule_per == "batch" else 1)
+            extra.append(Schedule(schedules.resolve(schedule, total), schedule_per))
         printer = []
         if self.verbose:
             seed_style = self.batch_size is None and not self.has_valid and not self.metric_fns

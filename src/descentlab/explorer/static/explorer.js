@@ -85,7 +85,7 @@ function render({ model, el }) {
   ui.stepText = h("span", { class: "dlx-steptext" });
   ui.gridN = h("input", { class: "dlx-gridn", type: "number", min: "2", max: String(catalog.limits.grid || 50), value: "12" });
   ui.gridBtn = h("button", { class: "dlx-grid", onclick: toggleGrid }, "grid of starts");
-  ui.clear = h("button", { class: "dlx-clear", onclick: () => update({ start: [[NaN, NaN]].slice(1), grid: 0 }) }, "reset starts");
+  ui.clear = h("button", { class: "dlx-clear", onclick: () => update({ start: [], grid: 0 }) }, "reset starts");
   ui.map = h("div", { class: "dlx-map" });
   ui.curve = h("div", { class: "dlx-curve" });
   ui.readout = h("div", { class: "dlx-readout" });
