@@ -165,5 +165,5 @@ class Schedule(Callback):
             self.scheduler.step()
 
     def after_fit(self, learn):
-        for group, lr in zip(learn.opt.param_groups, self.before, strict=True):
-            group["lr"] = lr
+        for group, lr in zip(learn.opt.param_groups, getattr(self, "before", ()), strict=False):
+            group["lr"] = lr  # (nothing to put back when the fit ended before it began)
