@@ -199,6 +199,8 @@ def descend(
         "engine": rec.engine,
         "kernel": rec.kernel,
     }
+    if rec.evaluations:  # a closure optimizer's every evaluation (the line search's)
+        meta["evaluations"] = [list(e) for e in rec.evaluations]
     if schedule is not None:
         meta["schedule"] = schedules.describe(schedule)
         meta["rates"] = [float(r) for r in rec.rates]
@@ -272,6 +274,7 @@ def eager_loop(objective, grad, plan, x0, s: Settings, rec: Recorder, interrupte
         if s.schedule is not None:  # the rate this step takes
             rec.rates.append(walkers.rate())
         walkers.step(g, active)
+        rec.evaluations = walkers.evaluations
         if s.box is not None:
             walkers.clamp(*s.box)
         if running < n:

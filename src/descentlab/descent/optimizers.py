@@ -83,7 +83,9 @@ REGISTRY: dict[str, _Entry] = {
     ),
     "lbfgs": _Entry(
         Opt.LBFGS,
-        {"max_iter": 1, "history_size": 10},
+        # one iteration a step; 25 evaluations a step for a line search (torch's default
+        # max_eval is max_iter * 5 / 4, which with one iteration left strong_wolfe none)
+        {"max_iter": 1, "max_eval": 25, "history_size": 10},
         lr=1.0,
         elementwise=False,
         needs_closure=True,

@@ -165,6 +165,17 @@ class Trajectory:
         return bool(c[0]) if self.single else c
 
     @property
+    def evaluations(self):
+        """Every evaluation of f a closure optimizer asked for (L-BFGS: each step's first,
+        then its line search's trial points), as a DataFrame: step (the step it belongs to),
+        point, the coordinates, value. Empty for other optimizers."""
+        import pandas as pd
+
+        names = ["step", "point", *coordinate_names(self.dim), "value"]
+        frame = pd.DataFrame(self.meta.get("evaluations") or [], columns=names)
+        return frame.astype({"step": "int64", "point": "int64"})
+
+    @property
     def rates(self) -> np.ndarray:
         """The learning rate of each step taken, ``(iterations,)``: the schedule's where one
         was given, else the constant rate."""

@@ -18,6 +18,8 @@ from ..memory import empty
 from ..problem.gradients import Evaluator
 from . import optimizers
 
+EVALUATIONS = 100_000  # a run keeps at most this many of a closure optimizer's evaluations
+
 
 class Walkers:
     """The parameter tensor(s) and optimizer(s): one of each for element-wise optimizers, one
@@ -48,6 +50,8 @@ class Walkers:
         for opt in self.opts:  # Newton's method takes f itself, for its Hessian
             if hasattr(opt, "objective") and getattr(opt, "objective", 0) is None:
                 opt.objective = evaluate.objective
+        self.taken = 0  # steps taken (the step an evaluation belongs to)
+        self.evaluations: list[tuple] = []  # a closure optimizer's evaluations of f
         # one scheduler per optimizer, each stepped after its optimizer's step
         self.schedulers = [schedule(opt) for opt in self.opts] if schedule else []
 
@@ -60,10 +64,18 @@ class Walkers:
             return self.params[0].detach()
         return torch.cat([p.detach() for p in self.params])
 
-    def _closure(self, p: torch.Tensor) -> Callable[[], torch.Tensor]:
+    def _closure(self, p: torch.Tensor, first: int = 0) -> Callable[[], torch.Tensor]:
+        """The closure a closure optimizer (L-BFGS) calls for every evaluation of f it wants,
+        the line search's trial points too: each is kept in `evaluations` as (step, point,
+        *x, f), the first `EVALUATIONS` of a run."""
+
         def closure():
-            v, g = self.evaluate(p.detach())
+            x = p.detach()
+            v, g = self.evaluate(x)
             p.grad = g
+            if len(self.evaluations) < EVALUATIONS:
+                for j, (row, value) in enumerate(zip(x.tolist(), v.tolist(), strict=True)):
+                    self.evaluations.append((self.taken, first + j, *row, value))
             return v.sum()
 
         return closure
@@ -78,7 +90,8 @@ class Walkers:
                 for i in torch.nonzero(active).flatten().tolist():
                     p, opt = self.params[i], self.opts[i]
                     p.grad = grad[i : i + 1]
-                    opt.step(self._closure(p)) if self.closure else opt.step()
+                    opt.step(self._closure(p, i)) if self.closure else opt.step()
+            self.taken += 1
             for scheduler in self.schedulers:  # every point's clock, stopped or not
                 scheduler.step()
         except DescentError:  # said already, in one line
@@ -117,6 +130,7 @@ class Recorder:
         self.norms = empty((rows, n), dtype)
         self.steps: list[int] = []
         self.rates: list[float] = []  # the rate of each step, where a schedule sets it
+        self.evaluations: list[tuple] = []  # (step, point, *x, f) of a closure optimizer
         self.engine = "eager"  # which loop filled it (set by the loop)
         self.kernel: str | None = None  # the compiled loop's: "c" (`engine.c`) or "inductor"
         self.by_coordinates = False

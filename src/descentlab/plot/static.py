@@ -154,6 +154,9 @@ def contour(
             PALETTE[i % len(PALETTE)] if len(entries) > 1 else "#ff5a36",
             name if len(entries) > 1 else None,
         )
+    for i, (_, run) in enumerate(entries if walks else []):
+        colour = PALETTE[i % len(PALETTE)] if len(entries) > 1 else "#ff5a36"
+        _draw_evaluations(ax, run, colour)
     _mark_minima(ax, obj, box)
     ax.set(xlim=box[0], ylim=box[1], xlabel="x", ylabel="y", title=_title(entries))
     handles, labels = ax.get_legend_handles_labels()
@@ -161,6 +164,32 @@ def contour(
         unique = dict(zip(labels, handles, strict=True))
         ax.legend(unique.values(), unique.keys(), loc="upper right", fontsize=8, framealpha=0.8)
     return _finish(fig, path)
+
+
+def _draw_evaluations(ax, run, colour, most_points: int = 10) -> None:
+    """A closure optimizer's line search, as Ben Frederickson's fmin pages draw it: from each
+    step's start, a thin line to every point the search tried, each a small open circle (of
+    the first `most_points` walks)."""
+    e = run.evaluations
+    if e.empty:
+        return
+    e = e[e["point"] < most_points]
+    label = "line search: points tried"
+    for _, group in e.groupby(["step", "point"], sort=False):
+        xy = group[["x", "y"]].to_numpy()
+        for tx, ty in xy[1:]:  # the first is the step's own start
+            ax.plot([xy[0, 0], tx], [xy[0, 1], ty], color=colour, lw=0.6, alpha=0.5, zorder=3)
+        ax.scatter(
+            xy[1:, 0],
+            xy[1:, 1],
+            s=14,
+            facecolors="white",
+            edgecolors=colour,
+            linewidths=0.9,
+            zorder=4,
+            label=label,
+        )
+        label = None
 
 
 def curve(run: Trajectory, ax=None, path=None, xlim=None, walks: bool = True):
