@@ -244,6 +244,7 @@ def eager_loop(objective, grad, plan, x0, s: Settings, rec: Recorder, interrupte
     rec.engine = "eager"
     evaluate = Evaluator(objective, grad)
     walkers = Walkers(plan, x0, evaluate, s.schedule)
+    rec.evaluations = walkers.evaluations  # (the same list: a closure optimizer fills it)
     active = torch.ones(n, dtype=torch.bool, device=x0.device)
     status = torch.zeros(n, dtype=torch.int8, device=x0.device)
     taken = torch.zeros(n, dtype=torch.int64, device=x0.device)
@@ -274,7 +275,6 @@ def eager_loop(objective, grad, plan, x0, s: Settings, rec: Recorder, interrupte
         if s.schedule is not None:  # the rate this step takes
             rec.rates.append(walkers.rate())
         walkers.step(g, active)
-        rec.evaluations = walkers.evaluations
         if s.box is not None:
             walkers.clamp(*s.box)
         if running < n:

@@ -8,6 +8,7 @@ in `start`, `x`, `value`, `steps` and `status` (and `x` is a scalar for a 1-D fu
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -183,7 +184,7 @@ class Trajectory:
             return np.asarray(self.meta["rates"], dtype=np.float64)
         return np.full(self.iterations, float(self.meta.get("lr") or np.nan))
 
-    @property
+    @functools.cached_property  # (a final-state recording evaluates f at every start)
     def growth_(self) -> np.ndarray:
         """``(N,)``: how many times farther from f* (0 where f* is unknown) each point's final
         value is than its first, |f_T - f*| / max(|f_0 - f*|, 1e-3); NaN where the first value
@@ -314,16 +315,22 @@ class Trajectory:
         data.update(value=self.values.reshape(-1), grad_norm=self.grad_norms.reshape(-1))
         return pd.DataFrame(data)
 
-    def __repr__(self) -> str:
+    def status_text(self, grouping: str = "") -> str:
+        """The points per status, and how many running ones are diverging: "3 converged,
+        1 running (1 of them diverging: ...)"; `grouping` "," writes 1,000."""
         counts = np.bincount(self.status_, minlength=len(STATUS))
-        parts = ", ".join(f"{c} {s}" for s, c in zip(STATUS, counts, strict=True) if c)
+        text = ", ".join(f"{c:{grouping}} {s}" for s, c in zip(STATUS, counts, strict=True) if c)
         diverging = int(np.atleast_1d(self.diverging).sum())
         if diverging:
-            parts += f" ({diverging} of them diverging: f grew a thousandfold or more)"
+            text += f" ({diverging:{grouping}} of them diverging: f grew a thousandfold or more)"
+        return text
+
+    def __repr__(self) -> str:
         what = "1 point" if self.single else f"{self.n_points} points"
         return (
             f"<Trajectory {self.meta.get('function')} · {self.meta.get('optimizer')} "
-            f"lr={self.meta.get('lr')} · {what} · {self.iterations} iterations · {parts}>"
+            f"lr={self.meta.get('lr')} · {what} · {self.iterations} iterations · "
+            f"{self.status_text()}>"
         )
 
     # ---- pictures (the plot package, loaded when asked for) --------------------------------------

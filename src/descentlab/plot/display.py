@@ -8,7 +8,6 @@ import html
 
 import numpy as np
 
-from ..status import STATUS
 from ._common import png_bytes
 
 _STYLE = (
@@ -41,15 +40,6 @@ def _hyper(meta: dict) -> str:
     return ", ".join(parts)
 
 
-def _statuses(run) -> str:
-    counts = np.bincount(run.status_, minlength=len(STATUS))
-    text = ", ".join(f"{c:,} {s}" for s, c in zip(STATUS, counts, strict=True) if c)
-    diverging = int(np.atleast_1d(run.diverging).sum())
-    if diverging:
-        text += f" ({diverging:,} of them diverging: f grew a thousandfold or more)"
-    return text
-
-
 def _thumbnail(obj) -> str | None:
     """A small contour with the walks, for 2-D runs whose function is at hand."""
     from .static import contour
@@ -67,7 +57,7 @@ def trajectory(run) -> str:
         ("optimizer", f"{meta.get('optimizer')} ({_hyper(meta)})"),
         ("points", f"{run.n_points:,}"),
         ("iterations", run.iterations),
-        ("status", _statuses(run)),
+        ("status", run.status_text(",")),
         ("best f", f"{float(np.nanmin(run.value_)):.6g}"),
     ]
     if run.minima:
@@ -83,7 +73,7 @@ def race(contest) -> str:
     rows = []
     for label, run in contest:
         best = float(np.nanmin(run.value_))
-        rows.append((label, f"{_hyper(run.meta)} · best f {best:.4g} · {_statuses(run)}"))
+        rows.append((label, f"{_hyper(run.meta)} · best f {best:.4g} · {run.status_text(',')}"))
     first = next(iter(contest.runs.values()))
     title = f"Race on {first.meta.get('function')} · {first.n_points:,} points"
     return _table(title, rows, _thumbnail(contest))
