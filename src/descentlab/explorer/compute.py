@@ -200,17 +200,30 @@ def answer(request: Mapping, own: Objective | None = None) -> dict:
 
 def run(view: View, objective: Objective) -> dict:
     """Race the view's optimizers from its starts and pack what the page draws."""
-    starts = _starts(view)
-    entries = {f"{i}": (e.name, {**e.hyper}) for i, e in enumerate(view.entries)}
-    rates = {f"{i}": e.lr for i, e in enumerate(view.entries)}
     warm(objective, view)
-    result = race(objective, starts, optimizers=entries, lr=rates, steps=view.steps)
+    result = race_of(view, objective)
     runs = []
     for entry, (_, trajectory) in zip(view.entries, result, strict=True):
         runs.append(_pack_run(entry, trajectory, objective, glyphs=not view.grid))
     reply = {"f": _describe(view, objective), "runs": runs, "python": python_code(view)}
     reply["cli"] = cli_code(view) if view.f != PYTHON else None
     return reply
+
+
+def race_of(view: View, objective: Objective):
+    """The view's `Race`, labelled as the copied Python labels it (`entrants`)."""
+    entries, rates = entrants(view)
+    return race(objective, _starts(view), optimizers=entries, lr=rates, steps=view.steps)
+
+
+def entrants(view: View) -> tuple[dict, dict]:
+    """label -> name or (name, settings), and label -> rate; a repeated label numbered."""
+    entries, rates = {}, {}
+    for e in view.entries:
+        label = _unique(e.label, entries)
+        entries[label] = (e.name, dict(e.hyper)) if e.hyper else e.name
+        rates[label] = e.lr
+    return entries, rates
 
 
 def warm(objective: Objective, view: View) -> None:
@@ -342,11 +355,7 @@ def glyphs_of(entry: Entry, path: np.ndarray, objective: Objective) -> dict:
 def python_code(view: View) -> str:
     """The `dl.race` call that gives the numbers on screen."""
     f = "f  # your function" if view.f == PYTHON else repr(view.f)
-    entries, rates = {}, {}
-    for e in view.entries:
-        label = _unique(e.label, entries)
-        entries[label] = (e.name, dict(e.hyper)) if e.hyper else e.name
-        rates[label] = e.lr
+    entries, rates = entrants(view)
     start = (
         f"dl.grid({view.grid}, bounds={_tuple(view.box)})"
         if view.grid

@@ -51,15 +51,7 @@ class Explorer(anywidget.AnyWidget):
 
     def race(self):
         """The `Race` on screen, run in Python (the same numbers the page shows)."""
-        view, objective = compute.parse(self.request(), self._own)
-        from ..descent.race import race
-
-        entries = {f"{i}": (e.name, dict(e.hyper)) for i, e in enumerate(view.entries)}
-        rates = {f"{i}": e.lr for i, e in enumerate(view.entries)}
-        labelled = race(objective, compute._starts(view), entries, lr=rates, steps=view.steps)
-        labels = {f"{i}": e.label for i, e in enumerate(view.entries)}
-        labelled.runs = {labels[k]: run for k, run in labelled.runs.items()}
-        return labelled
+        return compute.race_of(*compute.parse(self.request(), self._own))
 
     def _on_message(self, widget, content, buffers) -> None:
         if not isinstance(content, dict):
