@@ -195,8 +195,9 @@ def test_a_final_only_record_is_the_final_state_not_a_copy(engine):
 @pytest.mark.parametrize("optimizer", ["gd", "momentum", "adam"])
 @pytest.mark.parametrize("record", ["final", "all"])
 def test_cuda_compiled_equals_eager_on_the_device(cuda, optimizer, record):
-    # inductor's kernels on the GPU, events and replays included (some points converge, one
-    # diverges), against the eager loop on the same device
+    # inductor's kernels on the GPU, events and replays included (some points converge; one
+    # diverges under gd and momentum, while Adam's steps, bounded by lr, bring it home), against
+    # the eager loop on the same device
     start = np.concatenate([dl.grid(30).points(2, ((-5, 5), (-5, 5))).numpy(), [[40.0, -40.0]]])
     kw = dict(start=start, optimizer=optimizer, lr=0.004, steps=150, tol=1e-3, blowup=1e3)
     kw.update(dtype="float64", record=record, device=cuda)
@@ -204,4 +205,5 @@ def test_cuda_compiled_equals_eager_on_the_device(cuda, optimizer, record):
     e = dl.descend("himmelblau", engine="eager", **kw)
     assert c.meta["kernel"] == "inductor" and c.meta["device"].startswith("cuda")
     same(c, e, atol=1e-10)
-    assert {"running", "converged", "diverged"} <= set(c.status)
+    events = {"running", "converged"} | ({"diverged"} if optimizer != "adam" else set())
+    assert events <= set(c.status)

@@ -167,7 +167,8 @@ class Recorder:
 
     def put(self, rows, idx: torch.Tensor, x, v, gn) -> None:
         """Overwrite points `idx` in `rows` (an index or a slice) with positions ``(m, d)``,
-        values and norms."""
+        values and norms. They may live on another device than the recorder's host rows."""
+        idx, x, v, gn = (t.to(self.values.device) for t in (idx, x, v, gn))
         if self.by_coordinates:
             self.path[rows, :, idx] = x.T
         else:

@@ -275,6 +275,13 @@ def compiled_loop(spec: Spec, plan, x0, s, rec, interrupted, bar):
     rec.engine = "compiled"
     if full:
         rec.coordinate_layout()
+    # the recorder's rows live on the host: a kernel on another device writes its row here,
+    # and the row is copied over (the kernel cannot store across devices)
+    row_on_device = (
+        tuple(torch.empty(shape, dtype=dtype, device=device) for shape in (x0.T.shape, n, n))
+        if full and device.type != "cpu"
+        else None
+    )
     replay = _Replay(spec, plan, s, dtype, device)
     x = torch.stack(x0.unbind(1))  # (d, N); quicker than x0.T.contiguous()
     state = zero_state(kind_of(plan), x)
@@ -313,9 +320,11 @@ def compiled_loop(spec: Spec, plan, x0, s, rec, interrupted, bar):
             k = k0 + c * per_call  # with per_call 1, the iteration this call runs
             packed.copy_(table[c])
             if full and k % s.every == 0:
-                row = rec.next_row(k)
+                row = rec.next_row(k) if row_on_device is None else row_on_device
                 here = x
                 x, state = kernels["record"](*row, x, state, packed, lo, hi)
+                if row_on_device is not None:
+                    rec.add(k, row[0].T, row[1], row[2])
                 v, gn = row[1], row[2]
                 nans = None
             elif c == calls - 1:
