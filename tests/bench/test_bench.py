@@ -57,6 +57,37 @@ def test_block_numbers_equal_a_direct_run():
     assert row["median_final_gap"] == pytest.approx(np.median(run.value_))
 
 
+def test_a_scheduled_sweep_runs_each_block_with_the_schedule():
+    # each rate tried is the schedule's base; a block equals descend with that schedule
+    result = bench(
+        ["himmelblau"],
+        ["gd", "adam"],
+        [0.003, 0.03],
+        starts=40,
+        steps=60,
+        seeds=1,
+        schedule=("cosine", {"warmup": 5}),
+    )
+    assert set(result.table["schedule"]) == {"cosine(warmup=5)"}
+    row = result.table.query("optimizer == 'adam' and lr == 0.03 and phase == 'tune'").iloc[0]
+    run = dl.descend(
+        "himmelblau",
+        dl.random(40, seed=0),
+        optimizer="adam",
+        lr=0.03,
+        steps=60,
+        schedule=("cosine", {"warmup": 5}),
+    )
+    assert row["success_rate"] == ((run.values <= 1e-4).any(0)).mean()
+    plain = bench(["himmelblau"], ["adam"], [0.03], starts=40, steps=60, seeds=1)
+    assert plain.table["schedule"].eq("constant").all()
+    assert plain.table["median_final_gap"].iloc[0] != row["median_final_gap"]
+    with pytest.raises(dl.DescentError, match="did you mean 'cosine'"):
+        bench(["himmelblau"], ["adam"], [0.03], starts=4, steps=6, seeds=1, schedule="cosin")
+    with pytest.raises(dl.DescentError, match="bench takes a schedule by name"):
+        bench(["himmelblau"], ["adam"], [0.03], starts=4, steps=6, seeds=1, schedule=lambda o: o)
+
+
 def test_expected_running_time_counts_the_steps_each_start_took():
     # gd at 0.1 on the six-hump camel: 37.5 % of 200 starts reach the target, 40.5 % diverge,
     # and a diverged start has spent only the steps until it diverged (COCO's ERT)

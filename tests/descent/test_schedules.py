@@ -2,9 +2,6 @@
 exactly as a plain loop steps them, and every way in (descend, race, the Learner, the CLI)."""
 
 import math
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -180,50 +177,86 @@ def test_bad_schedules_say_the_fix(schedule, message):
         dl.descend("booth", start=(0, 0), steps=20, schedule=schedule)
 
 
-def test_the_compiled_engine_says_it_has_no_schedules_and_auto_runs_eager():
-    with pytest.raises(dl.DescentError, match="runs no learning-rate schedule yet"):
-        dl.descend("booth", start=(0, 0), steps=20, schedule="cosine", engine="compiled")
-    run = dl.descend("booth", start=dl.grid(40), steps=200, schedule="cosine")
-    assert run.meta["engine"] == "eager"
+HIMMELBLAU_STARTS = np.concatenate(
+    [dl.grid(6).points(2, ((-5, 5), (-5, 5))).numpy(), [[40.0, -40.0]]]
+)
 
 
-def test_cli_schedule(tmp_path):
-    env = {**os.environ, "COLUMNS": "200"}
+def _engines_agree(optimizer, schedule, record, steps=60):
+    kw = dict(start=HIMMELBLAU_STARTS, optimizer=optimizer, lr=0.01, steps=steps, tol=1e-3)
+    kw.update(schedule=schedule, record=record, dtype="float64")
+    eager = dl.descend("himmelblau", engine="eager", **kw)
+    compiled = dl.descend("himmelblau", engine="compiled", **kw)
+    assert compiled.meta["engine"] == "compiled"
+    np.testing.assert_allclose(compiled.path, eager.path, rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(compiled.status, eager.status)
+    np.testing.assert_array_equal(compiled.rates, eager.rates)
+    # the schedule mattered: without it the walks end elsewhere
+    constant = dl.descend("himmelblau", engine="eager", **{**kw, "schedule": None})
+    assert not np.allclose(constant.x, eager.x)
+    return compiled
+
+
+@pytest.mark.parametrize("optimizer", ["gd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"])
+@pytest.mark.parametrize("record", ["all", "final"])
+def test_the_c_loop_takes_each_steps_rate_as_eager_does(optimizer, record):
+    # the rate as a per-step table (Adam's folded into its bias-corrected step size); a point
+    # that diverges and points that converge on the way
+    schedule = ("cosine", {"warmup": 5}) if record == "all" else ("step", {"step_size": 7})
+    run = _engines_agree(optimizer, schedule, record)
+    assert run.meta["kernel"] == "c"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("optimizer", ["momentum", "adam"])
+def test_inductor_takes_each_steps_rate_as_eager_does(optimizer, monkeypatch):
+    monkeypatch.setenv("DESCENTLAB_C_LOOP", "off")
+    # blocks of 64 steps, replays of the points that stop, 4 steps per call when final
+    run = _engines_agree(optimizer, ("step", {"step_size": 7, "gamma": 0.7}), "final", 150)
+    assert run.meta["kernel"] == "inductor"
+
+
+def test_a_schedule_that_changes_momentum_runs_eager():
+    def cycling(opt):  # one-cycle with its momentum cycling, which the compiled updates fix
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.05, total_steps=200)
+
+    kw = dict(start=dl.grid(40), steps=200, optimizer="momentum", schedule=cycling)
+    with pytest.raises(dl.DescentError, match="the schedule changes more than the rate"):
+        dl.descend("booth", engine="compiled", **kw)
+    assert dl.descend("booth", **kw).meta["engine"] == "eager"
+    named = dl.descend("booth", engine="compiled", **{**kw, "schedule": "onecycle"})
+    assert named.meta["engine"] == "compiled"  # descentlab's one-cycle keeps the momentum
+
+
+def test_cli_schedule(tmp_path, monkeypatch):
+    # in-process (a real process's exit status and stderr are checked in tests/cli)
+    from typer.testing import CliRunner
+
+    from descentlab.cli.app import app
+
+    monkeypatch.setenv("COLUMNS", "200")
 
     def cli(*args):
-        return subprocess.run(
-            [sys.executable, "-m", "descentlab.cli", *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=env,
-        )
+        return CliRunner().invoke(app, list(args))
 
+    done = cli("descend", "x**2", "--start", "5", "--lr", "0.3", "--steps", "30", "--schedule")
+    assert done.exit_code == 2  # --schedule needs its name
     done = cli(
-        "descend",
-        "x**2",
-        "--start",
-        "5",
-        "--lr",
-        "0.3",
-        "--steps",
-        "30",
-        "--schedule",
-        "cosine",
-        "--warmup",
-        "5",
-    )
-    assert done.returncode == 0, done.stderr
+        "descend", "x**2", "--start", "5", "--lr", "0.3", "--steps", "30",
+        "--schedule", "cosine", "--warmup", "5",
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
     assert "cosine(warmup=5): rate 0 first, 0.3 highest" in done.stdout
     done = cli("descend", "x**2", "--start", "5", "--schedule", "step[step_size=10,gamma=0.5]")
-    assert done.returncode == 0 and "step(step_size=10, gamma=0.5)" in done.stdout
+    assert done.exit_code == 0 and "step(step_size=10, gamma=0.5)" in done.stdout
     for args, message in (
         (("--schedule", "cosin"), "did you mean 'cosine'"),
         (("--warmup", "5"), "--warmup goes with --schedule cosine"),
         (("--schedule", "step"), "needs step_size="),
     ):
         done = cli("descend", "x**2", "--start", "5", *args)
-        assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+        assert done.exit_code == 2 and isinstance(done.exception, SystemExit)
+        assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
 def test_schedule_picture(tmp_path):

@@ -25,11 +25,30 @@ HIMMELBLAU = {
 }
 
 
-@pytest.fixture(scope="module")
-def reply():
-    out = answer(HIMMELBLAU)
+# every reply test runs with a constant rate, and with a schedule (each step's rate then
+# drives the arrows and the copies)
+SCHEDULES = [None, {"name": "cosine", "warmup": 5}]
+
+
+@pytest.fixture(scope="module", params=SCHEDULES, ids=["constant", "cosine-warmup"])
+def reply(request):
+    out = answer({**HIMMELBLAU, "schedule": request.param})
     assert "error" not in out, out
+    out["asked"] = request.param
     return out
+
+
+def _schedule(reply):
+    asked = reply["asked"]
+    return None if asked is None else (asked["name"], {"warmup": asked["warmup"]})
+
+
+def _rates(run, T):
+    """Each step's rate in a reply's run: its schedule's, or its constant lr."""
+    if "rates" not in run:
+        return np.full(T, run["lr"])
+    rates = np.asarray(run["rates"])
+    return rates[np.minimum(np.arange(T), len(rates) - 1)]
 
 
 def test_paths_are_the_race_run_directly(reply):
@@ -45,11 +64,15 @@ def test_paths_are_the_race_run_directly(reply):
         },
         lr={"gd": 0.01, "momentum": 0.005, "rmsprop": 0.01, "adam": 0.05, "adagrad": 0.3},
         steps=120,
+        schedule=_schedule(reply),
     )
     for run, (_, expected) in zip(reply["runs"], direct, strict=True):
         np.testing.assert_array_equal(unpack(run["path"]), expected.path)
         np.testing.assert_array_equal(unpack(run["values"]), expected.values)
         assert run["steps"] == expected.steps_.tolist()
+        if reply["asked"]:  # warm-up from 0 to lr over 5 steps, then the cosine down
+            assert run["rates"] == expected.rates.tolist()
+            assert run["rates"][:6] == pytest.approx([run["lr"] * k / 5 for k in range(6)])
     assert [r["label"] for r in reply["runs"]][1] == "momentum lr=0.005 (momentum=0.8)"
 
 
@@ -75,7 +98,8 @@ def test_gradient_glyph_is_the_finite_difference(reply):
             np.testing.assert_allclose(g[t, i], fd, rtol=1e-4, atol=1e-4)
             # the thin arrow is -lr g
     arrow = unpack(run["glyphs"]["arrows"]["gradient"])
-    np.testing.assert_allclose(arrow, -0.01 * g, rtol=1e-6, atol=1e-12)
+    lr = _rates(run, len(g))[:, None, None]  # 0.01, or the schedule's rate at each step
+    np.testing.assert_allclose(arrow, -lr * g, rtol=1e-6, atol=1e-12)
 
 
 def _moving(run):
@@ -191,6 +215,10 @@ def test_own_python_function():
         ({"box": [1, 0, 0, 1]}, "lo < hi"),
         ({"opt": ["gd"] * 8, "grid": 50, "steps": 300}, "fewer starts or steps"),
         ([1, 2], "a request is a JSON object"),
+        ({"schedule": {"name": "cosin"}}, "did you mean 'cosine'"),
+        ({"schedule": {"name": "step"}}, "needs step_size="),
+        ({"schedule": {"name": "step", "step_size": "ten"}}, "step_size must be a number"),
+        ({"schedule": 5}, "a schedule is"),
     ],
 )
 def test_bad_requests_get_a_message(request_, message):

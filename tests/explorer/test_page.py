@@ -103,17 +103,23 @@ def _path_of(traces, name):
     return np.array([t["x"], t["y"]], dtype=object)
 
 
-def test_draws_the_engines_walks(page):
-    _open(page)
-    traces = _traces(page)
-    assert traces[0]["type"] == "contour"
-    expected = dl.race(
+def _race_of_hash(**kw):
+    """The race `HASH` shows, run directly."""
+    return dl.race(
         "himmelblau",
         start=(-0.4, -0.65),
         optimizers=["gd", "adam"],
         lr={"gd": 0.01, "adam": 0.05},
         steps=200,
+        **kw,
     )
+
+
+def test_draws_the_engines_walks(page):
+    _open(page)
+    traces = _traces(page)
+    assert traces[0]["type"] == "contour"
+    expected = _race_of_hash()
     for label, name in (("gd", "gd lr=0.01"), ("adam", "adam lr=0.05")):
         t = next(t for t in traces if t["name"] == name)
         xs = np.array([v for v in t["x"] if v is not None], dtype=np.float32)
@@ -265,3 +271,29 @@ def test_hash_edit_changes_the_view(page):
     assert page.locator(".dlx-f").input_value() == "rosenbrock"
     names = [t["name"] for t in _traces(page)]
     assert "momentum lr=0.001" in names
+
+
+def test_a_schedule_is_chosen_drawn_and_kept_in_the_hash(page):
+    _open(page)
+    page.select_option(".dlx-schedule", "step")
+    page.fill(".dlx-schedule-settings", "step_size=50, gamma=0.2")
+    page.press(".dlx-schedule-settings", "Enter")
+    _settled(page)
+    assert "sched=step,step_size:50,gamma:0.2" in page.evaluate("location.hash")
+    expected = _race_of_hash(schedule=("step", {"step_size": 50, "gamma": 0.2}))
+    gd = next(t for t in _traces(page) if t["name"] == "gd lr=0.01")
+    xs = np.array([v for v in gd["x"] if v is not None], dtype=np.float32)
+    np.testing.assert_array_equal(xs, expected["gd"].path[: expected["gd"].steps + 1, 0, 0])
+    # the table shows each walk's rate at the step on screen: 0.01 * 0.2 after step 50
+    page.fill(".dlx-slider", "60")
+    page.dispatch_event(".dlx-slider", "input")
+    assert "lr = 0.002" in page.locator(".dlx-readout").inner_text()
+    # a setting the schedule lacks is said in the page, and the next good one runs
+    page.fill(".dlx-schedule-settings", "")
+    page.press(".dlx-schedule-settings", "Enter")
+    _settled(page)
+    assert "needs step_size=" in page.locator(".dlx-error").inner_text()
+    page.select_option(".dlx-schedule", "")
+    _settled(page)
+    assert page.locator(".dlx-error").inner_text() == ""
+    assert "sched=" not in page.evaluate("location.hash")

@@ -425,3 +425,29 @@ def test_threads_must_be_a_count(bad):
     t, y = dl.datasets.noisy_quadratic(seed=0)
     with pytest.raises(dl.DescentError, match="threads must be a whole number from 1"):
         dl.Learner(lambda t, p: p[0] * t, params=1, data=(t, y), threads=bad, verbose=False)
+
+
+@pytest.mark.parametrize("name", ["AdaHessian", "AliG"])
+def test_hessian_and_closure_optimizers_fit_as_their_plain_loops(seed_data, name):
+    # AdaHessian takes Hessian-vector products through the gradient's graph
+    # (backward(create_graph=True)); AliG takes a closure that returns the loss as a float
+    import pytorch_optimizer
+
+    cls = getattr(pytorch_optimizer, name)
+    time, speed = seed_data
+    torch.manual_seed(0)
+    learn = dl.Learner(
+        quadratic, params=3, data=seed_data, loss="mse", optimizer=cls, lr=0.1, verbose=False
+    )
+    params = learn.model.params.detach().clone().requires_grad_()
+    assert learn.plan.calling == {"AdaHessian": "create_graph", "AliG": "float closure"}[name]
+    torch.manual_seed(0)
+    learn.fit(10)
+    torch.manual_seed(0)
+    opt = cls([params], lr=0.1)
+    for _ in range(10):
+        opt.zero_grad()
+        loss = ((quadratic(time, params) - speed) ** 2).mean()
+        loss.backward(create_graph=name == "AdaHessian")
+        opt.step(lambda loss=loss: float(loss)) if name == "AliG" else opt.step()
+    torch.testing.assert_close(learn.model.params.detach(), params.detach(), rtol=1e-6, atol=0)

@@ -21,7 +21,7 @@ import difflib
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ..descent import optimizers as optimizer_registry
+from ..descent import schedules
 from ..descent.loop import check_engine, descend
 from ..errors import DescentError, MemoryNeedError, check_positive
 from ..files import atomic_file, check_target
@@ -61,6 +62,7 @@ COLUMNS = (
     "dim",
     "optimizer",
     "lr",
+    "schedule",
     "seed",
     "starts",
     "steps",
@@ -90,9 +92,19 @@ class Block:
     target: float
     phase: str
     engine: str = "auto"
+    schedule: tuple | None = None  # (name, settings): the rate `lr` is the schedule's base
 
 
-def _engines(engine: str, dims: dict, optimizers, lr: float, starts: int, work_steps: int):
+def _engines(
+    engine: str,
+    dims: dict,
+    optimizers,
+    lr: float,
+    starts: int,
+    work_steps: int,
+    schedule: tuple | None = None,
+    steps: int = 0,
+):
     """The engine for every block of each (function, optimizer), decided once, here, so local
     and Dask runs use the same arithmetic: with ``auto``, the C loop where its build repays
     over all of that pair's blocks together (one block alone rarely would), named
@@ -104,12 +116,16 @@ def _engines(engine: str, dims: dict, optimizers, lr: float, starts: int, work_s
     pairs = [(f, o) for f in dims for o in optimizers]
     if engine not in ("auto", "compiled"):
         return dict.fromkeys(pairs, engine)
-    # as run_block's runs: float32 on the CPU, max-norm, no bounds, every step recorded
-    settings = Settings(work_steps, None, math.inf, math.inf, 1, None)
     specs = {}
+    factory = schedules.resolve(schedule, steps) if schedule is not None else None
     for f, o in pairs:
         objective, plan = registry.get(f, dims[f]), optimizer_registry.resolve(o, lr)
-        if compiled.unsupported(objective, plan, "autograd") is not None:
+        # as run_block's runs: float32 on the CPU, max-norm, no bounds, every step recorded
+        rates = None
+        if factory is not None and o in compiled.SUPPORTED:
+            rates = schedules.planned(factory, plan, steps)
+        settings = Settings(work_steps, None, math.inf, math.inf, 1, None, factory, rates)
+        if compiled.unsupported(objective, plan, "autograd", settings) is not None:
             continue
         spec = compiled.Spec.of(objective, plan, objective.dim, torch.float32, "cpu", settings)
         if engine == "auto" and not compiled.worth_compiling(
@@ -139,6 +155,7 @@ def run_block(block: Block) -> tuple[dict, np.ndarray]:
         record="all",
         engine=block.engine,
         progress=False,
+        schedule=block.schedule,
     )
     elapsed = time.perf_counter() - began
     if (run.status_ == INTERRUPTED).any():  # Ctrl-C inside the run: stop the sweep, not the block
@@ -158,6 +175,7 @@ def run_block(block: Block) -> tuple[dict, np.ndarray]:
         "dim": objective.dim,
         "optimizer": block.optimizer,
         "lr": block.lr,
+        "schedule": schedules.describe(block.schedule) if block.schedule else "constant",
         "seed": block.seed,
         "starts": block.starts,
         "steps": block.steps,
@@ -278,6 +296,7 @@ def bench(
     target: float = 1e-4,
     dim: int | None = None,
     engine: str = "auto",
+    schedule=None,
     scheduler: str | None = None,
     out: str | Path | None = None,
     progress=None,
@@ -298,6 +317,10 @@ def bench(
             dimensions only keep theirs.
         engine: `descend`'s engine for every block; with ``"auto"``, the compiled engine's C
             loop for each (function, optimizer) whose blocks together repay building it.
+        schedule: a learning-rate schedule for every block, by name (``"cosine"``) or as
+            ``(name, settings)`` (``("cosine", {"warmup": 5})``); each rate tried is then the
+            schedule's base rate. (A factory cannot travel to Dask's workers by name: give it
+            to `descend`.)
         scheduler: None (run here), ``"local"`` (a Dask `LocalCluster`) or a Dask scheduler
             address such as ``"tcp://10.0.0.5:8786"``.
         out: also write the table here (``.csv`` or ``.parquet``).
@@ -314,12 +337,26 @@ def bench(
         _table_format(out)
         check_target(out, "table")
     check_engine(engine)
+    schedule = _schedule(schedule, steps)
     blocks = len(lrs) + seeds  # per (function, optimizer)
-    engines = _engines(engine, dims, optimizers, lrs[0], starts, steps * blocks)
+    work = steps * blocks
+    engines = _engines(engine, dims, optimizers, lrs[0], starts, work, schedule, steps)
     runner = runner_for(scheduler)
     try:
         tune = [
-            Block(f, dims[f], o, float(lr), seed, starts, steps, target, "tune", engines[f, o])
+            Block(
+                f,
+                dims[f],
+                o,
+                float(lr),
+                seed,
+                starts,
+                steps,
+                target,
+                "tune",
+                engines[f, o],
+                schedule,
+            )
             for f in names
             for o in optimizers
             for lr in lrs
@@ -342,6 +379,7 @@ def bench(
                 target,
                 "report",
                 engines[f, o],
+                schedule,
             )
             for f in names
             for o in optimizers
@@ -375,6 +413,24 @@ def pool_ecdf(ecdf: pd.DataFrame) -> pd.DataFrame:
     the same (every function has as many starts), as COCO's aggregated plots (optimizer, step,
     fraction)."""
     return ecdf.groupby(["optimizer", "step"], sort=False, as_index=False).fraction.mean()
+
+
+def _schedule(schedule, steps: int) -> tuple | None:
+    """`bench`'s schedule as (name, settings), checked before any work."""
+    if schedule is None:
+        return None
+    if callable(schedule):
+        raise DescentError(
+            "bench takes a schedule by name, e.g. 'cosine' or ('cosine', {'warmup': 5}): its "
+            "blocks may run on other machines; give a factory to descend"
+        )
+    if isinstance(schedule, str):
+        schedule = (schedule, {})
+    elif isinstance(schedule, Mapping):
+        rest = dict(schedule)
+        schedule = (rest.pop("name", None), rest)
+    schedules.resolve(schedule, steps)  # a bad name or setting says so now
+    return (schedule[0], dict(schedule[1]))
 
 
 def _choose(rows: list[dict]) -> dict[tuple[str, str], float]:

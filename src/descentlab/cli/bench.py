@@ -38,7 +38,7 @@ def _numbers(text: str) -> list[float]:
     return values
 
 
-def register(app: typer.Typer, friendly) -> None:
+def register(app: typer.Typer, friendly, parse_schedule) -> None:
     @app.command("bench")
     @friendly
     def bench_command(
@@ -52,6 +52,10 @@ def register(app: typer.Typer, friendly) -> None:
         target: float = typer.Option(1e-4, help="success: f - f* <= target"),
         dim: int = typer.Option(None, help="dimension of d-dimensional functions"),
         engine: str = typer.Option("auto", help="auto, eager or compiled"),
+        schedule: str = typer.Option(
+            None, help="learning-rate schedule for every block (each --lrs rate its base)"
+        ),
+        warmup: int = typer.Option(None, help="warm-up steps of --schedule cosine or warmup"),
         scheduler: str = typer.Option(None, help="'local' or a Dask address tcp://host:8786"),
         out_path: Path = typer.Option(None, "--out", help="the table (.csv or .parquet)"),
         report: Path = typer.Option(None, help="folder for the heatmap, ECDF and HTML page"),
@@ -74,6 +78,7 @@ def register(app: typer.Typer, friendly) -> None:
                 target=target,
                 dim=dim,
                 engine=engine,
+                schedule=parse_schedule(schedule, warmup),
                 scheduler=scheduler,
                 out=out_path,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),

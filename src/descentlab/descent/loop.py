@@ -134,7 +134,7 @@ def descend(
     every = _record_every(record)
     check_engine(engine)
     _check_hyper(optimizer, hyper)
-    plan = optimizers.resolve(optimizer, lr, **hyper)
+    plan = optimizers.ready(optimizers.resolve(optimizer, lr, **hyper), dtype)
     rows = 1 if every is None else steps // every + 1 + (steps % every != 0)
 
     def check_memory(n: int, d: int, unbuilt: bool = True) -> None:  # before a grid is built
@@ -159,19 +159,28 @@ def descend(
     limit = blowup or 1e6 * max(1.0, largest, *_domain_scale(objective.domain))
     limit = min(limit, torch.finfo(dtype).max)  # finite in the dtype: an infinite x is beyond it
 
-    settings = Settings(steps, tol, order, limit, every, box, schedules.resolve(schedule, steps))
+    factory = schedules.resolve(schedule, steps)
+    planned = None
+    if factory is not None:
+        from ..engine.updates import SUPPORTED  # (the engine loads when a run asks)
+
+        if plan.name in SUPPORTED:
+            planned = schedules.planned(factory, plan, steps)
+    settings = Settings(steps, tol, order, limit, every, box, factory, planned)
     rec = Recorder(rows, n, d, dtype)
     began = time.perf_counter()
     loop = _choose_engine(engine, objective, plan, grad, n, d, dtype, device, settings)
     if loop is eager_loop and device.type == "cpu" and n > 4096:
-        plain = engine if schedule is None else "eager"  # (no compiled schedules yet)
-        loop = _eager_if_it_fits(objective, plan, grad, x0, rows * (record != "final"), plain)
+        recorded = rows * (record != "final")
+        loop = _eager_if_it_fits(objective, plan, grad, x0, recorded, engine, settings)
     with interrupt_flag() as interrupted, Progress(progress, steps) as bar:
         x, v, gn, status, taken, k = loop(
             objective, grad, plan, x0, settings, rec, interrupted, bar
         )
         bar.update(k + 1)  # the compiled loops report between calls: a run of one call, never
     rec.finish(k, x, v, gn)
+    if settings.rates is not None and rec.engine == "compiled":  # the rates it took
+        rec.rates = list(settings.rates[:k])
 
     meta = {
         "function": objective.name,
@@ -182,6 +191,9 @@ def descend(
         "minima": [list(m) for m in objective.minima],
         "minimum_value": objective.minimum_value,
         "optimizer": plan.name,
+        # one (N, d) tensor, or each point alone as a (d,) tensor; how its step is called
+        "batched": plan.batched,
+        "calling": plan.calling,
         "lr": plan.lr,
         "hyper": {key: _jsonable(val) for key, val in plan.kwargs.items() if key != "lr"},
         "steps": steps,
@@ -234,6 +246,8 @@ class Settings:
     every: int | None  # record every k-th iteration; None records the final state only
     box: tuple[torch.Tensor, torch.Tensor] | None
     schedule: Callable | None = None  # a factory optimizer -> torch scheduler (`schedules`)
+    # each step's rate under the schedule, for the compiled engine (`schedules.planned`)
+    rates: tuple[float, ...] | None = None
 
 
 def eager_loop(objective, grad, plan, x0, s: Settings, rec: Recorder, interrupted, bar):
@@ -289,16 +303,9 @@ def _choose_engine(engine, objective, plan, grad, n, d, dtype, device, s: Settin
     compiling worth its time."""
     if engine == "eager":
         return eager_loop
-    if s.schedule is not None:
-        if engine == "compiled":
-            raise DescentError(
-                "the compiled engine runs no learning-rate schedule yet; use engine='eager' "
-                "(engine='auto' does)"
-            )
-        return eager_loop
     from .. import engine as compiled
 
-    reason = compiled.unsupported(objective, plan, grad)
+    reason = compiled.unsupported(objective, plan, grad, s)
     if reason is not None:
         if engine == "compiled":
             raise DescentError(f"the compiled engine cannot run this: {reason}; use engine='eager'")
@@ -309,7 +316,7 @@ def _choose_engine(engine, objective, plan, grad, n, d, dtype, device, s: Settin
     return compiled.loop_for(eager_loop)
 
 
-def _eager_if_it_fits(objective, plan, grad, x0, rows: int, engine: str):
+def _eager_if_it_fits(objective, plan, grad, x0, rows: int, engine: str, s: Settings):
     """The eager loop, where its memory (f's part measured on 64 points,
     `memory.eager_point_bytes`) fits; else, under ``auto``, the compiled one where it can run,
     which holds a third of it or less; else a `MemoryNeedError`."""
@@ -318,7 +325,7 @@ def _eager_if_it_fits(objective, plan, grad, x0, rows: int, engine: str):
     n, d = x0.shape
     fn = objective.fn if grad == "autograd" else (lambda x: objective.fn(x.detach()))
     per_point = eager_point_bytes(fn, x0[:64], state_tensors(plan))
-    can_compile = compiled.unsupported(objective, plan, grad) is None
+    can_compile = compiled.unsupported(objective, plan, grad, s) is None
     try:
         check_eager_memory(per_point, n, rows, d, x0.dtype, ", or engine='compiled'" * can_compile)
     except MemoryNeedError:

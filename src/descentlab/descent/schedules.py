@@ -107,6 +107,29 @@ def resolve(schedule, steps: int, **settings) -> Factory | None:
     )
 
 
+# the settings the compiled engine's updates read besides the rate
+_COMPILED_SETTINGS = ("momentum", "betas", "alpha", "eps", "weight_decay", "dampening")
+
+
+def planned(factory: Factory, plan, steps: int) -> tuple[float, ...] | None:
+    """The rate each of `steps` steps takes under `factory`'s scheduler: what the eager loop's
+    optimizer would read before each step. Found by running the scheduler on the optimizer of a
+    parameter with no gradient (its steps move nothing). None where the scheduler also changes
+    another setting the compiled updates read (one-cycle's momentum, with cycle_momentum)."""
+    opt = plan.build([torch.zeros(1, requires_grad=True)])
+    scheduler = factory(opt)
+    group = opt.param_groups[0]
+    watched = {k: group[k] for k in _COMPILED_SETTINGS if k in group}
+    rates = []
+    for _ in range(steps):
+        rates.append(float(group["lr"]))
+        opt.step()
+        scheduler.step()
+        if any(group[k] != v for k, v in watched.items()):
+            return None
+    return tuple(rates)
+
+
 def _checked_factory(factory: Callable) -> Factory:
     def make(opt):
         made = factory(opt)
@@ -259,4 +282,4 @@ def describe(schedule) -> str:
     else:
         return "factory"
     inner = ", ".join(f"{k}={v!r}" for k, v in settings.items())
-    return f"{name}({inner})"
+    return f"{name}({inner})" if inner else str(name)

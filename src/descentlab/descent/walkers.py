@@ -1,8 +1,9 @@
 """The moving parts of a descent: the parameter tensor(s) with their optimizer(s), and the
 recording buffers.
 
-Element-wise optimizers get one ``(N, d)`` tensor and one optimizer; optimizers that couple
-the entries of a tensor get one ``(1, d)`` tensor and one optimizer per point.
+A class proven element-wise gets one ``(N, d)`` tensor and one optimizer; any other class gets
+one ``(d,)`` tensor and one optimizer per point, each point then being its lone run
+(`optimizers` says why).
 """
 
 from __future__ import annotations
@@ -22,8 +23,13 @@ EVALUATIONS = 100_000  # a run keeps at most this many of a closure optimizer's 
 
 
 class Walkers:
-    """The parameter tensor(s) and optimizer(s): one of each for element-wise optimizers, one
-    per point for optimizers that couple the entries of a tensor (run point by point)."""
+    """The parameter tensor(s) and optimizer(s): one of each for a class proven element-wise,
+    one per point otherwise.
+
+    Per point, an optimizer that draws random numbers (AdaHessian's Hutchinson probes) draws
+    them from the point's own copy of torch's generator, which starts where the generator was
+    when the run began: each point then draws what it would draw alone after the same
+    ``torch.manual_seed``."""
 
     def __init__(
         self,
@@ -33,19 +39,24 @@ class Walkers:
         schedule: Callable | None = None,
     ):
         n = x0.shape[0]
-        self.batched = plan.elementwise or n == 1
-        self.closure = plan.needs_closure
+        self.batched = plan.batched
+        self.calling = plan.calling
         self.evaluate = evaluate
+        if self.calling == "create_graph" and evaluate.kind != "autograd":
+            raise OptimizerError(
+                f"{plan.name} needs second derivatives (a gradient with create_graph=True), "
+                "which only grad='autograd' gives"
+            )
         if self.batched:
             self.params = [x0.clone().requires_grad_(True)]
         else:
             if n > 1:
                 warnings.warn(
-                    f"{plan.name} couples the coordinates of a tensor, so it would mix the points "
-                    f"of a batch; running {n} points one by one (slower)",
+                    f"{plan.name} is not proven element-wise, so each of the {n} points runs "
+                    "alone as a (d,) vector with its own optimizer (exact, and slower)",
                     stacklevel=3,
                 )
-            self.params = [x0[i : i + 1].clone().requires_grad_(True) for i in range(n)]
+            self.params = [x0[i].clone().requires_grad_(True) for i in range(n)]
         self.opts = [plan.build([p]) for p in self.params]
         for opt in self.opts:  # Newton's method takes f itself, for its Hessian
             if hasattr(opt, "objective") and getattr(opt, "objective", 0) is None:
@@ -54,6 +65,8 @@ class Walkers:
         self.evaluations: list[tuple] = []  # a closure optimizer's evaluations of f
         # one scheduler per optimizer, each stepped after its optimizer's step
         self.schedulers = [schedule(opt) for opt in self.opts] if schedule else []
+        # each point's generator state, per point (None: the generators as the run began)
+        self.generators = _Generators(x0.device, n) if not self.batched else None
 
     def rate(self) -> float:
         """The learning rate the next step takes (every point's optimizer has the same)."""
@@ -62,17 +75,19 @@ class Walkers:
     def positions(self) -> torch.Tensor:
         if self.batched:
             return self.params[0].detach()
-        return torch.cat([p.detach() for p in self.params])
+        return torch.stack([p.detach() for p in self.params])
 
     def _closure(self, p: torch.Tensor, first: int = 0) -> Callable[[], torch.Tensor]:
-        """The closure a closure optimizer (L-BFGS) calls for every evaluation of f it wants,
-        the line search's trial points too: each is kept in `evaluations` as (step, point,
-        *x, f), the first `EVALUATIONS` of a run."""
+        """The closure an optimizer that takes one (L-BFGS, AliG, SAM) calls for every
+        evaluation of f it wants, the line search's trial points too: it sets the gradient and
+        returns the loss; each evaluation is kept in `evaluations` as (step, point, *x, f), the
+        first `EVALUATIONS` of a run."""
+        lone = p.ndim == 1
 
         def closure():
-            x = p.detach()
+            x = p.detach()[None] if lone else p.detach()
             v, g = self.evaluate(x)
-            p.grad = g
+            p.grad = g[0] if lone else g
             if len(self.evaluations) < EVALUATIONS:
                 for j, (row, value) in enumerate(zip(x.tolist(), v.tolist(), strict=True)):
                     self.evaluations.append((self.taken, first + j, *row, value))
@@ -80,24 +95,40 @@ class Walkers:
 
         return closure
 
+    def _graph_gradient(self, p: torch.Tensor) -> None:
+        """p's gradient with its graph kept (``backward(create_graph=True)``), for an optimizer
+        that takes Hessian-vector products through it."""
+        with torch.enable_grad():
+            v = self.evaluate.objective.fn(p[None]).sum()
+            (p.grad,) = torch.autograd.grad(v, p, create_graph=True)
+
     def step(self, grad: torch.Tensor, active: torch.Tensor) -> None:
         try:
             if self.batched:
                 p, opt = self.params[0], self.opts[0]
                 p.grad = grad
-                opt.step(self._closure(p)) if self.closure else opt.step()
+                optimizers.step_with(opt, self.calling, self._closure(p))
             else:
+                rows, how, gens = grad.unbind(0), self.calling, self.generators
+                closure = optimizers.CLOSURES[how]
                 for i in torch.nonzero(active).flatten().tolist():
                     p, opt = self.params[i], self.opts[i]
-                    p.grad = grad[i : i + 1]
-                    opt.step(self._closure(p, i)) if self.closure else opt.step()
+                    if how == "create_graph":
+                        self._graph_gradient(p)
+                    else:
+                        p.grad = rows[i]
+                    gens.enter(i)
+                    optimizers.step_with(opt, how, self._closure(p, i) if closure else None)
+                    gens.exit(i)
             self.taken += 1
             for scheduler in self.schedulers:  # every point's clock, stopped or not
                 scheduler.step()
         except DescentError:  # said already, in one line
             raise
-        except (RuntimeError, TypeError, ValueError) as exc:
-            raise OptimizerError(f"the optimizer failed during a step: {exc}") from None
+        except Exception as exc:  # a third-party optimizer may fail in any way
+            raise OptimizerError(
+                f"the optimizer failed during a step: {optimizers.first_line(exc)}"
+            ) from None
 
     @torch.no_grad()
     def hold(self, mask: torch.Tensor, where: torch.Tensor) -> None:
@@ -107,12 +138,58 @@ class Walkers:
             p.copy_(torch.where(mask[:, None], where, p))
             return
         for i in torch.nonzero(mask).flatten().tolist():
-            self.params[i].copy_(where[i : i + 1])
+            self.params[i].copy_(where[i])
 
     @torch.no_grad()
     def clamp(self, lo: torch.Tensor, hi: torch.Tensor) -> None:
         for p in self.params:
             p.clamp_(lo, hi)
+
+
+class _Generators:
+    """Per-point copies of torch's default generator (and the device's), swapped in around a
+    point's step (`enter`, `exit`). A point's copy is made the first time a step draws: until
+    then every point shares the state the run began with, and a step that draws nothing costs
+    one comparison of that state's bytes."""
+
+    def __init__(self, device: torch.device, n: int):
+        self.cuda = device.type == "cuda"
+        self.start = self._get()
+        self.start_bytes = self._bytes(self.start)
+        self.states: list | None = None  # per point, once some step drew
+        self.outside = None
+        self.n = n
+
+    def _get(self):
+        cpu = torch.get_rng_state()
+        return (cpu, torch.cuda.get_rng_state(torch.cuda.current_device())) if self.cuda else (cpu,)
+
+    def _set(self, state) -> None:
+        torch.set_rng_state(state[0])
+        if self.cuda:
+            torch.cuda.set_rng_state(state[1], torch.cuda.current_device())
+
+    @staticmethod
+    def _bytes(state) -> bytes:
+        return b"".join(t.numpy().tobytes() for t in state)
+
+    def enter(self, i: int) -> None:
+        if self.states is not None:
+            self.outside = self._get()
+            self._set(self.states[i])
+
+    def exit(self, i: int) -> None:
+        if self.states is None:
+            after = self._get()
+            if self._bytes(after) == self.start_bytes:
+                return  # nothing drawn
+            # the first draw: this point keeps what it drew; every other point starts afresh
+            self.states = [self.start] * self.n
+            self.states[i] = after
+            self._set(self.start)
+            return
+        self.states[i] = self._get()
+        self._set(self.outside)
 
 
 class Recorder:

@@ -24,7 +24,15 @@ from collections.abc import Callable
 from .spec import Spec
 from .updates import SUPPORTED, base_kind
 
-__all__ = ["Spec", "c_kernel", "loop_for", "prebuild", "unsupported", "worth_compiling"]
+__all__ = [
+    "SUPPORTED",
+    "Spec",
+    "c_kernel",
+    "loop_for",
+    "prebuild",
+    "unsupported",
+    "worth_compiling",
+]
 
 # settings that must keep these values for a run to be compiled (all optimizers, then per kind)
 _FIXED = {
@@ -56,8 +64,9 @@ _DYNAMO_IMPORT_SECONDS = 1.0
 _OFF = ("off", "0", "false", "no", "none")
 
 
-def unsupported(objective, plan, grad) -> str | None:
-    """Why this run cannot use the compiled engine, or None when it can."""
+def unsupported(objective, plan, grad, settings=None) -> str | None:
+    """Why this run cannot use the compiled engine, or None when it can (`settings`: the
+    run's `descent.loop.Settings`, for its schedule)."""
     kind = SUPPORTED.get(plan.name)
     if kind is None:
         return f"optimizer {plan.name!r} has no compiled update (compiled: {', '.join(SUPPORTED)})"
@@ -71,6 +80,8 @@ def unsupported(objective, plan, grad) -> str | None:
     for key, value in plan.kwargs.items():
         if key in fixed and value != fixed[key]:
             return f"{plan.name} with {key}={value!r} has no compiled update"
+    if settings is not None and settings.schedule is not None and settings.rates is None:
+        return "the schedule changes more than the rate (one-cycle's momentum, say)"
     return None
 
 

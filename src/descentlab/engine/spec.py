@@ -30,6 +30,8 @@ class Spec:
         clamp: whether positions are clamped into bounds after each step.
         tol_set: whether a tolerance is tested at all.
         device: "cpu" or a CUDA device.
+        scheduled: whether the rate changes from step to step (a schedule): the C loop then
+            reads it per step.
 
     >>> from descentlab.problem.functions import get
     >>> Spec(get("himmelblau"), "adam", False, 2, torch.float32).key[1:4]
@@ -45,6 +47,7 @@ class Spec:
     clamp: bool = False
     tol_set: bool = False
     device: str = "cpu"
+    scheduled: bool = False
 
     @classmethod
     def of(cls, objective: Objective, plan, d: int, dtype, device, settings) -> Spec:
@@ -59,6 +62,7 @@ class Spec:
             settings.box is not None,
             settings.tol is not None,
             str(torch.device(device)),
+            getattr(settings, "rates", None) is not None,
         )
 
     @property
@@ -90,7 +94,7 @@ class Spec:
         """Everything but the objective, with the way f is called."""
         style = (self.objective.style, self.objective.dim)
         rest = (self.kind, self.nesterov, self.d, self.dtype, self.order, self.clamp)
-        return (*style, *rest, self.tol_set, self.device)
+        return (*style, *rest, self.tol_set, self.device, self.scheduled)
 
     @property
     def key(self) -> tuple | None:

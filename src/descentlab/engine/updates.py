@@ -78,15 +78,31 @@ def packed_scalars(h: dict, tol, limit) -> list[float]:
     return [float(h[k]) for k in HYPER] + [float(tol), float(limit)]
 
 
-def call_scalars(h: dict, first: int, substeps: int, dead: int = 0) -> list[float]:
-    """Per sub-step of one compiled call: (live, Adam's step_size, inv_c2sqrt). The first `dead`
-    sub-steps change nothing (a block shorter than a call); the live ones run iterations
-    `first`, `first` + 1, ..., so their step count t is the iteration + 1."""
+SUBSTEP = 4  # scalars per sub-step (`call_scalars`)
+
+
+def call_scalars(
+    h: dict, first: int, substeps: int, dead: int = 0, rates: tuple | None = None
+) -> list[float]:
+    """Per sub-step of one compiled call: (live, lr, Adam's step_size, inv_c2sqrt). The first
+    `dead` sub-steps change nothing (a block shorter than a call); the live ones run iterations
+    `first`, `first` + 1, ..., so their step count t is the iteration + 1, and their rate is
+    `rates`' for that iteration (a schedule's) or the fixed one."""
     out = []
     for i in range(substeps):
         live = i >= dead
-        out += [float(live), *bias_corrections(h, first + i - dead + 1 if live else 1)]
+        k = first + i - dead if live else 0
+        at = rate_at(h, k, rates)
+        out += [float(live), at["lr"], *bias_corrections(at, k + 1)]
     return out
+
+
+def rate_at(h: dict, k: int, rates: tuple | None) -> dict:
+    """`h` (`floats`) with the rate of iteration k's update: a schedule's `rates[k]`, or the
+    fixed one (past the last step, the last rate: that update is never taken)."""
+    if rates is None:
+        return h
+    return {**h, "lr": float(rates[min(k, len(rates) - 1)]) if rates else float(h["lr"])}
 
 
 def floats(plan) -> dict[str, float]:

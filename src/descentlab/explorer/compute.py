@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..descent import optimizers
+from ..descent import optimizers, schedules
 from ..descent.race import race
 from ..errors import DescentError, UnknownNameError
 from ..problem import functions
@@ -87,6 +87,7 @@ class View:
     steps: int
     box: tuple[tuple[float, float], tuple[float, float]]
     surface: bool = True
+    schedule: tuple | None = field(default=None, hash=False)  # (name, settings) for every run
 
     @property
     def n_starts(self) -> int:
@@ -103,6 +104,8 @@ def catalog() -> dict:
             for name, entry in optimizers.REGISTRY.items()
         },
         "limits": LIMITS,
+        # each schedule's settings and their defaults (None: must be given)
+        "schedules": {name: dict(settings) for name, settings in schedules.SETTINGS.items()},
     }
 
 
@@ -169,7 +172,9 @@ def parse(request: Mapping, own: Objective | None = None) -> tuple[View, Objecti
     if n == 1 or n > LIMITS["grid"]:
         raise ExploreError(f"a grid has 2 to {LIMITS['grid']} starts per axis, got {n}")
     points = () if n else _points(request.get("start"), objective, box)
-    view = View(f.strip(), tuple(entries), points, n, steps, box, bool(request.get("surface", 1)))
+    schedule = _schedule(request.get("schedule"), steps)
+    surface = bool(request.get("surface", 1))
+    view = View(f.strip(), tuple(entries), points, n, steps, box, surface, schedule)
     work = len(entries) * view.n_starts * steps
     if work > LIMITS["work"]:
         raise ExploreError(
@@ -213,7 +218,14 @@ def run(view: View, objective: Objective) -> dict:
 def race_of(view: View, objective: Objective):
     """The view's `Race`, labelled as the copied Python labels it (`entrants`)."""
     entries, rates = entrants(view)
-    return race(objective, _starts(view), optimizers=entries, lr=rates, steps=view.steps)
+    return race(
+        objective,
+        _starts(view),
+        optimizers=entries,
+        lr=rates,
+        steps=view.steps,
+        schedule=view.schedule,
+    )
 
 
 def entrants(view: View) -> tuple[dict, dict]:
@@ -232,11 +244,15 @@ def warm(objective: Objective, view: View) -> None:
     from .. import engine
     from ..descent.loop import Settings
 
-    settings = Settings(view.steps, None, math.inf, 1e30, 1, None)
+    factory = schedules.resolve(view.schedule, view.steps)
     specs = []
     for e in view.entries:
         plan = optimizers.resolve(e.name, e.lr, **e.hyper)
-        if engine.unsupported(objective, plan, "autograd") is None:
+        rates = None
+        if factory is not None and e.name in engine.SUPPORTED:
+            rates = schedules.planned(factory, plan, view.steps)
+        settings = Settings(view.steps, None, math.inf, 1e30, 1, None, factory, rates)
+        if engine.unsupported(objective, plan, "autograd", settings) is None:
             specs.append(engine.Spec.of(objective, plan, 2, torch.float32, "cpu", settings))
     engine.prebuild(specs)
 
@@ -295,23 +311,32 @@ def _pack_run(entry: Entry, run, objective: Objective, glyphs: bool) -> dict:
         "steps": [int(s) for s in np.atleast_1d(run.steps_)],
         "final": [float(v) for v in np.atleast_1d(run.value_)],
     }
+    rates = np.asarray(run.rates, dtype=np.float64) if run.meta.get("rates") else None
+    if rates is not None:
+        out["rates"] = [float(r) for r in rates]
     if glyphs:
-        out["glyphs"] = glyphs_of(entry, path, objective)
+        out["glyphs"] = glyphs_of(entry, path, objective, rates)
     return out
 
 
-def glyphs_of(entry: Entry, path: np.ndarray, objective: Objective) -> dict:
+def glyphs_of(
+    entry: Entry, path: np.ndarray, objective: Objective, rates: np.ndarray | None = None
+) -> dict:
     """Per step t and start: the gradient g_t at x_t, the update x_{t+1} - x_t, and, for the
     optimizers whose state has a picture, that state after step t, rebuilt from the gradients
     with torch.optim's formulas in double precision. Arrows are in the map's units: ``-lr g``
-    (the step plain gradient descent would take) and the state's share of the update."""
+    (the step plain gradient descent would take) and the state's share of the update; lr is
+    step t's (`rates`, a schedule's) or the entry's."""
     T, n, d = path.shape
     x = torch.as_tensor(path.reshape(T * n, d), dtype=torch.float64).requires_grad_(True)
     (g,) = torch.autograd.grad(objective(x).sum(), x)
     g = g.detach().numpy().reshape(T, n, d)
     update = np.zeros_like(path, dtype=np.float64)
     update[:-1] = path[1:] - path[:-1]
-    lr, h = entry.lr, {**optimizers.REGISTRY[entry.name].defaults, **entry.hyper}
+    lr = np.full((T, 1, 1), entry.lr)
+    if rates is not None and len(rates):  # step t's rate; past the last step, the last
+        lr[:, 0, 0] = rates[np.minimum(np.arange(T), len(rates) - 1)]
+    h = {**optimizers.REGISTRY[entry.name].defaults, **entry.hyper}
     arrows = {"gradient": -lr * g, "update": update}
     readouts = {}
     name = entry.name
@@ -319,7 +344,7 @@ def glyphs_of(entry: Entry, path: np.ndarray, objective: Objective) -> dict:
         mu = float(h.get("momentum", 0.0))
         buf, carried = np.zeros((n, d)), np.zeros((T, n, d))
         for t in range(T):
-            carried[t] = -lr * mu * buf  # what momentum adds to this step
+            carried[t] = -lr[t] * mu * buf  # what momentum adds to this step
             buf = mu * buf + g[t]
         arrows["momentum"] = carried
     elif name in ("adam", "adamw", "adamax", "nadam", "radam"):
@@ -356,6 +381,7 @@ def python_code(view: View) -> str:
     """The `dl.race` call that gives the numbers on screen."""
     f = "f  # your function" if view.f == PYTHON else repr(view.f)
     entries, rates = entrants(view)
+    schedule = f"    schedule={view.schedule!r},\n" if view.schedule else ""
     start = (
         f"dl.grid({view.grid}, bounds={_tuple(view.box)})"
         if view.grid
@@ -364,7 +390,7 @@ def python_code(view: View) -> str:
     return (
         "import descentlab as dl\n\n"
         f"race = dl.race(\n    {f},\n    start={start},\n    optimizers={entries!r},\n"
-        f"    lr={rates!r},\n    steps={view.steps},\n)\nrace.plot()\n"
+        f"    lr={rates!r},\n    steps={view.steps},\n{schedule})\nrace.plot()\n"
     )
 
 
@@ -380,13 +406,41 @@ def cli_code(view: View) -> str:
         start = f"--grid {view.grid} --bounds '{x0:g},{x1:g};{y0:g},{y1:g}'"
     else:
         start = "--start '" + ";".join(f"{x!r},{y!r}" for x, y in view.points) + "'"
+    schedule = ""
+    if view.schedule:
+        name, settings = view.schedule
+        inside = ",".join(f"{k}={_text(v, cli=True)}" for k, v in settings.items())
+        schedule = f" --schedule '{name}[{inside}]'" if inside else f" --schedule {name}"
     return (
         f"descentlab race {_quote(view.f)} --optimizers '{','.join(names)}' --lr {rates} "
-        f"{start} --steps {view.steps}"
+        f"{start} --steps {view.steps}{schedule}"
     )
 
 
 # --- checks ------------------------------------------------------------------------------
+
+
+def _schedule(given, steps: int) -> tuple | None:
+    """The request's schedule, ``{"name": "cosine", "warmup": 5}`` or a name, as (name,
+    settings), checked (`schedules.resolve`'s one-line errors)."""
+    if given is None or given == "" or given == {}:
+        return None
+    if isinstance(given, str):
+        given = {"name": given}
+    if not isinstance(given, Mapping) or not isinstance(given.get("name"), str):
+        raise ExploreError('a schedule is {"name": "cosine", ...settings} or a name')
+    name = given["name"].strip()
+    settings = {k: v for k, v in given.items() if k != "name"}
+    if name in ("", "none"):
+        return None
+    for key, value in settings.items():  # numbers, or lists of them (multistep's milestones)
+        values = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            raise ExploreError(f"the schedule's {key} must be a number, got {value!r}")
+        if isinstance(value, list):
+            settings[key] = tuple(value)
+    schedules.resolve((name, settings), steps)
+    return (name, settings)
 
 
 def _list(request: Mapping, key: str, default: list) -> list:

@@ -96,6 +96,7 @@ DEFAULTS = {
     "grid": 0,
     "steps": 200,
     "box": [],
+    "schedule": None,
 }
 
 

@@ -16,7 +16,8 @@ from .server import STATIC, plotly_js_path
 
 class Explorer(anywidget.AnyWidget):
     """The live explorer. Its view is in the traits (`f`, `opt`, `lr`, `hyper`, `start`,
-    `grid`, `steps`, `box`); `race()` runs it in Python and returns the `Race` on screen."""
+    `grid`, `steps`, `box`, `schedule`); `race()` runs it in Python and returns the `Race` on
+    screen."""
 
     _esm = STATIC / "explorer.js"
     _css = STATIC / "explorer.css"
@@ -28,6 +29,8 @@ class Explorer(anywidget.AnyWidget):
     grid = traitlets.Int(0).tag(sync=True)
     steps = traitlets.Int(200).tag(sync=True)
     box = traitlets.List([]).tag(sync=True)
+    # a learning-rate schedule for every walk: {"name": "cosine", "warmup": 5}, or None
+    schedule = traitlets.Dict(allow_none=True, default_value=None).tag(sync=True)
     catalog = traitlets.Dict().tag(sync=True)
 
     def __init__(self, own: Objective | None = None, **state):
@@ -47,6 +50,7 @@ class Explorer(anywidget.AnyWidget):
             "grid": self.grid,
             "steps": self.steps,
             "box": list(self.box) or None,
+            "schedule": dict(self.schedule) if self.schedule else None,
         }
 
     def race(self):
@@ -72,6 +76,7 @@ def explore(
     steps: int = 200,
     grid: int = 0,
     bounds=None,
+    schedule=None,
 ) -> Explorer:
     """The live explorer in a notebook.
 
@@ -85,6 +90,8 @@ def explore(
         steps: steps per walk.
         grid: instead of points, an n x n grid of starts over the view.
         bounds: the view, ``(lo, hi)`` or ``((x_lo, x_hi), (y_lo, y_hi))``.
+        schedule: a learning-rate schedule for every walk: a name (``"cosine"``) or
+            ``(name, settings)`` (``("cosine", {"warmup": 5})``); each lr is its base rate.
 
     Example:
         >>> w = explore("himmelblau", ["gd", "adam"], lr=[0.01, 0.05], start=(-0.4, -0.65))
@@ -110,8 +117,21 @@ def explore(
     if bounds is not None:
         b = bounds if isinstance(bounds[0], list | tuple) else (bounds, bounds)
         box = [float(b[0][0]), float(b[0][1]), float(b[1][0]), float(b[1][1])]
+    if isinstance(schedule, str):
+        schedule = {"name": schedule}
+    elif isinstance(schedule, tuple):
+        schedule = {"name": schedule[0], **dict(schedule[1])}
     widget = Explorer(
-        own, f=f, opt=names, lr=rates, hyper=hypers, start=points, steps=steps, grid=grid, box=box
+        own,
+        f=f,
+        opt=names,
+        lr=rates,
+        hyper=hypers,
+        start=points,
+        steps=steps,
+        grid=grid,
+        box=box,
+        schedule=schedule,
     )
     compute.parse(widget.request(), own)  # a bad argument is said here, not in the page
     return widget

@@ -115,7 +115,7 @@ class Learner:
         self.x, self.y, self.x_valid, self.y_valid = _split(data, valid, seed)
         self.batch_size = _batch_size(batch_size, len(self.x))
         self.resets_grad = zero_grad
-        self.plan = optimizers.resolve(optimizer, lr, **hyper)
+        self.plan = optimizers.ready(optimizers.resolve(optimizer, lr, **hyper))
         if init:
             self.initialize()
         self.opt = self.plan.build(self.model.parameters())
@@ -149,16 +149,14 @@ class Learner:
 
     def gradient(self, loss: torch.Tensor) -> None:
         """Step 4: d(loss)/d(params) by backpropagation, added into each ``param.grad``."""
-        loss.backward()
+        # an optimizer that takes Hessian-vector products (AdaHessian) needs the graph kept
+        loss.backward(create_graph=self.plan.calling == "create_graph")
 
     backward = gradient
 
     def step(self) -> None:
         """Step 5: move the parameters against the gradient (the optimizer's rule)."""
-        if self.plan.needs_closure:
-            self.opt.step(self._closure)
-        else:
-            self.opt.step()
+        optimizers.step_with(self.opt, self.plan.calling, self._closure)
 
     def zero_grad(self) -> None:
         """Forget this step's gradients, as the seed's ``params.grad = None``."""
@@ -282,7 +280,7 @@ class Learner:
 
     @property
     def lr(self) -> float:
-        return float(self.opt.param_groups[0]["lr"])
+        return float(self.opt.param_groups[0].get("lr", math.nan))  # AliG sets its own steps
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
@@ -329,9 +327,11 @@ class Learner:
 
     # ---- plumbing ---------------------------------------------------------------------------
     def _closure(self) -> torch.Tensor:
-        self.opt.zero_grad()
-        loss = self.loss(self.predict(self._last_x), self._last_y)
-        loss.backward()
+        # with gradients on: some optimizers (AliG) call it inside their no_grad step
+        with torch.enable_grad():
+            self.opt.zero_grad()
+            loss = self.loss(self.predict(self._last_x), self._last_y)
+            loss.backward()
         return loss
 
     def _batches(self):

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 
 from ...status import INTERRUPTED
-from ..updates import HYPER, base_kind, bias_corrections, floats, hyper, kind_of
+from ..updates import HYPER, base_kind, bias_corrections, floats, hyper, kind_of, rate_at
 from .kernels import Kernel
 from .source import LANES
 
@@ -79,9 +79,14 @@ def loop(made: Kernel, plan, x0, s, rec, interrupted, bar):
         first_k = -(-k0 // every) * every if every else 0
         first_row = rec.next_rows(range(first_k, k1, every)) if every else None
         table = None
-        if adam:  # the update at iteration k is torch.optim's step t = k
+        if adam or s.rates is not None:  # the update at iteration k is torch.optim's step t = k
             t = [max(k, 1) for k in range(k0, k1)]
-            table = torch.tensor([bias_corrections(raw, step) for step in t], dtype=dtype)
+            at = [rate_at(raw, step - 1, s.rates) for step in t]  # step t's rate: rates[t - 1]
+            rows = [
+                bias_corrections(a, step) if adam else (a["lr"],)
+                for a, step in zip(at, t, strict=True)
+            ]
+            table = torch.tensor(rows, dtype=dtype)
         common = (
             *source_of_x,
             x.data_ptr(),

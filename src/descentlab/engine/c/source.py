@@ -256,6 +256,14 @@ static inline void write_rows(long long n, long long i, int m, long long r, T X[
 """
 
 
+def per_step_keys(spec: Spec) -> list[str]:
+    """The hyper-parameters the C loop reads per step from its table (`run.loop`): Adam's bias
+    corrections (which carry the rate), or the rate where a schedule changes it."""
+    if base_kind(spec.kind) == "adam":
+        return ["step_size", "inv_c2sqrt"]
+    return ["lr"] if spec.scheduled else []
+
+
 def sources(spec: Spec) -> list[str]:
     """The C source of the loop (`_LOOP`) for this objective, optimizer and stop rules
     (`spec.tol_set`: whether the fast path tests the tolerance at all), twice: with glibc's
@@ -267,7 +275,7 @@ def sources(spec: Spec) -> list[str]:
     ns = STATE_SIZE[kind]
     f_lines, f_value, f_grads = objective_code(fn, d, dtype)
     updates = [update_code(kind, nesterov, dtype, c, ns) for c in range(d)]
-    per_step = [key for key in ("step_size", "inv_c2sqrt") if base_kind(kind) == "adam"]
+    per_step = per_step_keys(spec)
     coords, rows = range(d), [(s, c) for s in range(ns) for c in range(d)]
 
     def block(lines: list[str], indent: int) -> str:
@@ -351,7 +359,10 @@ def sources(spec: Spec) -> list[str]:
         "keep_gradient": " ".join(f"G[b][{c}][j] = gg{c};" for c in coords),
         "gradient_out": block([f"GO[{c}][j] = gg{c};" for c in coords], 6),
         "per_step": block(
-            [f"const T h_{key} = per_step[(k - k0) * 2 + {i}];" for i, key in enumerate(per_step)],
+            [
+                f"const T h_{key} = per_step[(k - k0) * {len(per_step)} + {i}];"
+                for i, key in enumerate(per_step)
+            ],
             6,
         ),
         "previous": block(

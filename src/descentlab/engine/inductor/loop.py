@@ -40,6 +40,7 @@ from ...status import CONVERGED, DIVERGED, INTERRUPTED
 from ..spec import Spec
 from ..updates import (
     HYPER,
+    SUBSTEP,
     base_kind,
     bias_corrections,
     call_scalars,
@@ -48,6 +49,7 @@ from ..updates import (
     hyper,
     kind_of,
     packed_scalars,
+    rate_at,
     update_rule,
     zero_state,
 )
@@ -185,8 +187,9 @@ def _lean(spec: Spec, out: str, substeps: int):
         rows = x.unbind(0)
         parts = [tuple(s[j] for s in state) for j in range(len(rows))]
         for i in range(substeps):
-            live, step_size, inv_c2sqrt = scalars[first_sub + 3 * i : first_sub + 3 * i + 3]
-            h = {**common, "step_size": step_size, "inv_c2sqrt": inv_c2sqrt}
+            at = first_sub + SUBSTEP * i
+            live, lr, step_size, inv_c2sqrt = scalars[at : at + SUBSTEP]
+            h = {**common, "lr": lr, "step_size": step_size, "inv_c2sqrt": inv_c2sqrt}
             here = x if i == 0 else torch.stack(rows)
             g, (_, v) = value_and_grad(here)
             grads = g.unbind(0)
@@ -311,7 +314,8 @@ def compiled_loop(spec: Spec, plan, x0, s, rec, interrupted, bar):
         # every call's scalars, sent to the device at once (a copy per call would wait on it)
         table = torch.tensor(
             [
-                common + call_scalars(h, k0 + c * per_call, per_call, dead * (c == calls - 1))
+                common
+                + call_scalars(h, k0 + c * per_call, per_call, dead * (c == calls - 1), s.rates)
                 for c in range(calls)
             ],
             dtype=dtype,
@@ -422,8 +426,11 @@ class _Replay:
         row = rows_before
         for k in range(k0, k1):
             kt = torch.tensor(k, dtype=torch.int32, device=idx.device)
+            at = rate_at(self.floats, k, s.rates)
+            if s.rates is not None:
+                self.h["lr"] = self.h["lr"].new_tensor(at["lr"])
             if base_kind(self.kind) == "adam":
-                step_size, inv_c2sqrt = bias_corrections(self.floats, k + 1)
+                step_size, inv_c2sqrt = bias_corrections(at, k + 1)
                 self.h["step_size"] = self.h["step_size"].new_tensor(step_size)
                 self.h["inv_c2sqrt"] = self.h["inv_c2sqrt"].new_tensor(inv_c2sqrt)
             out = self.step(cols, *before, active, status, taken, kt, state, self.h, *self.limits)

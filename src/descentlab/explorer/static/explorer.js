@@ -7,7 +7,7 @@
 // request ({type: "run", id, request}); Python answers {type: "result", id, reply}.
 
 const COLOURS = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"];
-const STATE = ["f", "opt", "lr", "hyper", "start", "grid", "steps", "box"];
+const STATE = ["f", "opt", "lr", "hyper", "start", "grid", "steps", "box", "schedule"];
 const LR_MIN = -5, LR_MAX = 1; // the learning-rate sliders are log10 scales
 
 async function ensurePlotly(model) {
@@ -77,6 +77,11 @@ function render({ model, el }) {
   ui.add = h("button", { class: "dlx-add", onclick: addOptimizer }, "+ optimizer");
   ui.steps = h("input", { class: "dlx-steps", type: "number", min: "1", max: String(catalog.limits.steps || 5000),
     onchange: () => update({ steps: Math.max(1, Math.round(Number(ui.steps.value) || 1)) }) });
+  ui.sched = h("select", { class: "dlx-schedule", "aria-label": "learning-rate schedule", onchange: applySchedule });
+  ui.sched.append(h("option", { value: "" }, "constant rate"));
+  for (const name of Object.keys(catalog.schedules || {}).filter((n) => n !== "constant")) ui.sched.append(h("option", { value: name }, name));
+  ui.schedSettings = h("input", { class: "dlx-schedule-settings", type: "text", spellcheck: "false", size: "22",
+    placeholder: "settings, e.g. warmup=5", onchange: applySchedule, onkeydown: (e) => { if (e.key === "Enter") applySchedule(); } });
   ui.play = h("button", { class: "dlx-play", onclick: () => (playing ? pause() : play()) }, "▶ play");
   ui.next = h("button", { class: "dlx-next", title: "one step", onclick: () => { pause(); setStep(step + 1); } }, "step ▸");
   ui.reset = h("button", { class: "dlx-reset", title: "back to the start", onclick: () => { pause(); setStep(0); } }, "|◂ start");
@@ -100,6 +105,7 @@ function render({ model, el }) {
     ui.opts,
     h("div", { class: "dlx-row" }, ui.add, h("span", { class: "dlx-sep" }), "steps ", ui.steps,
       h("span", { class: "dlx-sep" }), "grid ", ui.gridN, " per axis ", ui.gridBtn, ui.clear),
+    h("div", { class: "dlx-row" }, "schedule ", ui.sched, ui.schedSettings),
     h("div", { class: "dlx-row" }, ui.reset, ui.play, ui.next, ui.slider, ui.stepText),
     h("div", { class: "dlx-main" }, ui.map, h("div", { class: "dlx-side" }, ui.curve, ui.readout)),
     ui.key,
@@ -120,6 +126,28 @@ function render({ model, el }) {
     if ("f" in changes || "box" in changes) surface = null;
     syncControls();
     request();
+  }
+  // "warmup=5, gamma=0.5" or "milestones=[30,60]" -> {warmup: 5, ...}; a value that is not
+  // JSON is sent as text, and the server says what is wrong with it
+  function parseSettings(text) {
+    const out = {};
+    let depth = 0, item = "";
+    const items = [];
+    for (const ch of text) {
+      depth += "[(".includes(ch) - "])".includes(ch);
+      if (ch === "," && depth === 0) { items.push(item); item = ""; } else item += ch;
+    }
+    items.push(item);
+    for (const it of items.map((x) => x.trim()).filter(Boolean)) {
+      const [k, ...rest] = it.split("=");
+      const raw = rest.join("=").trim().replace(/^\(/, "[").replace(/\)$/, "]");
+      try { out[k.trim()] = JSON.parse(raw); } catch { out[k.trim()] = raw; }
+    }
+    return out;
+  }
+  function applySchedule() {
+    const name = ui.sched.value;
+    update({ schedule: name ? { name, ...parseSettings(ui.schedSettings.value) } : null });
   }
   function applyFormula() {
     const text = ui.formula.value.trim();
@@ -186,6 +214,10 @@ function render({ model, el }) {
     ui.fselect.value = listed ? f : "(formula)";
     if (!listed && document.activeElement !== ui.formula) ui.formula.value = f;
     ui.steps.value = String(model.get("steps"));
+    const sched = model.get("schedule");
+    ui.sched.value = sched && sched.name ? sched.name : "";
+    if (document.activeElement !== ui.schedSettings)
+      ui.schedSettings.value = sched ? Object.entries(sched).filter(([k]) => k !== "name").map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(", ") : "";
     ui.gridBtn.textContent = model.get("grid") ? "single starts" : "grid of starts";
     if (model.get("grid")) ui.gridN.value = String(model.get("grid"));
     // rebuild the optimizer rows only when the optimizers change: a slider being dragged
@@ -440,6 +472,7 @@ function render({ model, el }) {
       const u = r.glyphs ? at(r.glyphs.arrows.update, t, selected) : [NaN, NaN];
       const extra = [];
       if (r.glyphs) for (const [name, arr] of Object.entries(r.glyphs.readouts)) { const [a, b] = at(arr, t, selected); extra.push(`${name} = (${fmt(a, 3)}, ${fmt(b, 3)})`); }
+      if (r.rates && r.rates.length) extra.unshift(`lr = ${fmt(r.rates[Math.min(t, r.rates.length - 1)], 3)}`);
       if (r.glyphs && r.glyphs.arrows.momentum) { const [a, b] = at(r.glyphs.arrows.momentum, t, selected); extra.push(`momentum share = (${fmt(a, 3)}, ${fmt(b, 3)})`); }
       const status = step >= r.steps[selected] ? statusText(r.status[selected], r.steps[selected]) : "";
       return h("tr", {}, h("td", { class: "dlx-name" }, h("span", { class: "dlx-swatch", style: `background:${COLOURS[k % COLOURS.length]}` }), ` ${r.name}`, status ? h("br") : "", status),

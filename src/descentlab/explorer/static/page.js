@@ -25,6 +25,15 @@ export function fromHash(hash, defaults) {
   if (p.has("grid")) s.grid = Math.round(num(p.get("grid")) || 0);
   if (p.has("steps")) s.steps = Math.round(num(p.get("steps")) || 1);
   if (p.has("box")) s.box = p.get("box").split(",").map(num);
+  // sched=cosine,warmup:5 (a list value: milestones:30;60)
+  if (p.has("sched")) {
+    const [name, ...items] = p.get("sched").split(",");
+    s.schedule = name ? { name } : null;
+    for (const item of items) {
+      const [k, v] = item.split(":");
+      if (s.schedule && k) s.schedule[k] = v.includes(";") ? v.split(";").map(num) : num(v);
+    }
+  }
   while (s.lr.length < s.opt.length) s.lr.push(null);
   while (s.hyper.length < s.opt.length) s.hyper.push({});
   return s;
@@ -38,6 +47,10 @@ export function toHash(s) {
   else if (s.start && s.start.length) parts.push(`start=${s.start.map((q) => q.join(",")).join(";")}`);
   parts.push(`steps=${s.steps}`);
   if (s.box && s.box.length) parts.push(`box=${s.box.join(",")}`);
+  if (s.schedule && s.schedule.name) {
+    const items = Object.entries(s.schedule).filter(([k]) => k !== "name").map(([k, v]) => `${k}:${Array.isArray(v) ? v.join(";") : v}`);
+    parts.push(`sched=${[s.schedule.name, ...items].join(",")}`);
+  }
   return "#" + parts.join("&");
 }
 
