@@ -284,6 +284,12 @@ def test_a_schedule_is_chosen_drawn_and_kept_in_the_hash(page):
     gd = next(t for t in _traces(page) if t["name"] == "gd lr=0.01")
     xs = np.array([v for v in gd["x"] if v is not None], dtype=np.float32)
     np.testing.assert_array_equal(xs, expected["gd"].path[: expected["gd"].steps + 1, 0, 0])
+    # each walk's rate per step is drawn on the curve's right-hand axis
+    rates = page.evaluate(
+        "() => document.querySelector('.dlx-curve').data.filter(t => t.yaxis === 'y2')"
+        ".map(t => Array.from(t.y))"
+    )
+    assert len(rates) == 2 and rates[0] == pytest.approx(expected["gd"].rates.tolist())
     # the table shows each walk's rate at the step on screen: 0.01 * 0.2 after step 50
     page.fill(".dlx-slider", "60")
     page.dispatch_event(".dlx-slider", "input")

@@ -12,13 +12,16 @@ with --save, writes) what was computed and exits with status 130.
 from __future__ import annotations
 
 import ast
+import difflib
 import functools
+import importlib
 import re
 import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
+import torch
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -216,7 +219,9 @@ def descend_command(
     seed: int = typer.Option(0, help="seed for --random"),
     bounds: str = typer.Option(None, help="box for --grid/--random: lo,hi or lo,hi;lo,hi"),
     dim: int = typer.Option(None, help="dimension of d-dimensional functions"),
-    optimizer: str = typer.Option("gd", "--optimizer", "-O", help="gd, momentum, adam, ..."),
+    optimizer: str = typer.Option(
+        "gd", "--optimizer", "-O", help="gd, momentum, adam, ..., or module:Class"
+    ),
     lr: float = typer.Option(None, help="learning rate (default 0.01)"),
     momentum: float = typer.Option(None, help="momentum (gd, momentum, nesterov, rmsprop)"),
     option: list[str] = typer.Option([], "--option", "-o", help="optimizer setting key=value"),
@@ -250,7 +255,7 @@ def descend_command(
     run = descend(
         function,
         _starts(start, grid, random, seed, bounds),
-        optimizer=optimizer,
+        optimizer=_optimizer_of(optimizer, "--optimizer"),
         lr=lr,
         steps=steps,
         tol=tol,
@@ -405,6 +410,32 @@ def _rates(text: str, n: int) -> list[float]:
     return given * n if len(given) == 1 else given
 
 
+def _optimizer_of(name: str, option: str):
+    """A registered name as given; ``module:Class`` is that class, imported (any
+    torch.optim.Optimizer subclass installed here: ``pytorch_optimizer:Lamb``)."""
+    if ":" not in name:
+        return name
+    module, _, attr = (part.strip() for part in name.partition(":"))
+    try:
+        found = importlib.import_module(module)
+    except ImportError as exc:
+        raise DescentError(
+            f"{option} {name}: cannot import {module!r} ({exc}); install it, or give a "
+            "registered name (gd, momentum, adam, ...)"
+        ) from None
+    cls = getattr(found, attr, None)
+    if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+        classes = [
+            n
+            for n, v in vars(found).items()
+            if isinstance(v, type) and issubclass(v, torch.optim.Optimizer)
+        ]
+        close = difflib.get_close_matches(attr, classes, n=1)
+        hint = f"; did you mean {module}:{close[0]}?" if close else ""
+        raise DescentError(f"{option} {name}: {module} has no optimizer class {attr!r}{hint}")
+    return cls
+
+
 def _split_top(text: str) -> list[str]:
     """Split at the commas outside brackets and parentheses."""
     parts, depth, current = [], 0, ""
@@ -424,6 +455,7 @@ def _race_entries(text: str) -> dict:
     entries: dict = {}
     for part in _split_top(text):
         name, hyper = _with_settings(part, "--optimizers")
+        name = _optimizer_of(name, "--optimizers")
         label, i = part, 2
         while label in entries:
             label, i = f"{part} #{i}", i + 1

@@ -427,8 +427,17 @@ function render({ model, el }) {
           showlegend: i === null || i === 0 });
       }
     });
+    // a schedule's rate per step, dotted, on the right-hand axis
+    const scheduled = data.runs.some((r) => r.rates && r.rates.length);
+    data.runs.forEach((r, k) => {
+      if (!r.rates || !r.rates.length) return;
+      traces.push({ type: "scatter", mode: "lines", y: r.rates, yaxis: "y2", name: `${r.name} lr`, showlegend: false,
+        hovertemplate: `${r.name} lr %{y:.3g} at step %{x}<extra></extra>`, line: { color: COLOURS[k % COLOURS.length], width: 1.5, dash: "dot" } });
+    });
+    const title = (many ? "median f over the grid" : "f at each step") + (scheduled ? " · dotted: lr (right axis)" : "");
     const layout = {
-      margin: { l: 55, r: 10, t: 30, b: 35 }, title: { text: many ? "median f over the grid" : "f at each step", font: { size: 13 } },
+      margin: { l: 55, r: scheduled ? 50 : 10, t: 30, b: 35 }, title: { text: title, font: { size: 13 } },
+      ...(scheduled ? { yaxis2: { overlaying: "y", side: "right", rangemode: "tozero", showgrid: false, title: { text: "lr", standoff: 2 }, tickformat: ".2g", nticks: 4 } } : {}),
       xaxis: { title: { text: "step", standoff: 2 }, range: [0, data.T - 1] },
       yaxis: { type: fstar != null ? "log" : "linear", title: { text: fstar != null ? "f − f*" : "f", standoff: 2 }, exponentformat: "power" },
       legend: { orientation: "h", y: -0.2, x: 0, font: { size: 11 } }, showlegend: true,
