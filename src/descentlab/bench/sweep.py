@@ -92,7 +92,8 @@ class Block:
     target: float
     phase: str
     engine: str = "auto"
-    schedule: tuple | None = None  # (name, settings): the rate `lr` is the schedule's base
+    # (name, ((key, value), ...)): a schedule whose base rate is `lr` (hashable, as a Block is)
+    schedule: tuple | None = None
 
 
 def _engines(
@@ -117,7 +118,7 @@ def _engines(
     if engine not in ("auto", "compiled"):
         return dict.fromkeys(pairs, engine)
     specs = {}
-    factory = schedules.resolve(schedule, steps) if schedule is not None else None
+    factory = schedules.resolve(_as_given(schedule), steps) if schedule is not None else None
     for f, o in pairs:
         objective, plan = registry.get(f, dims[f]), optimizer_registry.resolve(o, lr)
         # as run_block's runs: float32 on the CPU, max-norm, no bounds, every step recorded
@@ -155,7 +156,7 @@ def run_block(block: Block) -> tuple[dict, np.ndarray]:
         record="all",
         engine=block.engine,
         progress=False,
-        schedule=block.schedule,
+        schedule=_as_given(block.schedule),
     )
     elapsed = time.perf_counter() - began
     if (run.status_ == INTERRUPTED).any():  # Ctrl-C inside the run: stop the sweep, not the block
@@ -175,7 +176,7 @@ def run_block(block: Block) -> tuple[dict, np.ndarray]:
         "dim": objective.dim,
         "optimizer": block.optimizer,
         "lr": block.lr,
-        "schedule": schedules.describe(block.schedule) if block.schedule else "constant",
+        "schedule": schedules.describe(_as_given(block.schedule)) if block.schedule else "constant",
         "seed": block.seed,
         "starts": block.starts,
         "steps": block.steps,
@@ -430,7 +431,12 @@ def _schedule(schedule, steps: int) -> tuple | None:
         rest = dict(schedule)
         schedule = (rest.pop("name", None), rest)
     schedules.resolve(schedule, steps)  # a bad name or setting says so now
-    return (schedule[0], dict(schedule[1]))
+    return (schedule[0], tuple(dict(schedule[1]).items()))
+
+
+def _as_given(schedule: tuple | None) -> tuple | None:
+    """A Block's schedule as `descend` takes it: (name, {settings})."""
+    return None if schedule is None else (schedule[0], dict(schedule[1]))
 
 
 def _choose(rows: list[dict]) -> dict[tuple[str, str], float]:

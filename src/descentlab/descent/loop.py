@@ -160,8 +160,8 @@ def descend(
     limit = min(limit, torch.finfo(dtype).max)  # finite in the dtype: an infinite x is beyond it
 
     factory = schedules.resolve(schedule, steps)
-    planned = None
-    if factory is not None:
+    planned = None  # each step's rate, for a compiled run (eager steps the scheduler itself)
+    if factory is not None and engine != "eager":
         from ..engine.updates import SUPPORTED  # (the engine loads when a run asks)
 
         if plan.name in SUPPORTED:
