@@ -274,3 +274,12 @@ def test_schedule_picture(tmp_path):
         schedule=("warmup", {"warmup": 10}),
     )
     assert dl.plot.schedule(run) is not None
+
+
+def test_an_optimizer_without_a_rate_is_refused_a_schedule_in_one_line():
+    import pytorch_optimizer
+
+    with pytest.raises(dl.OptimizerError, match="AliG has no learning rate to schedule"):
+        dl.descend(
+            "booth", start=(0, 0), steps=5, optimizer=pytorch_optimizer.AliG, schedule="cosine"
+        )

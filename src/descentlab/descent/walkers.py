@@ -64,7 +64,9 @@ class Walkers:
         self.taken = 0  # steps taken (the step an evaluation belongs to)
         self.evaluations: list[tuple] = []  # a closure optimizer's evaluations of f
         # one scheduler per optimizer, each stepped after its optimizer's step
-        self.schedulers = [schedule(opt) for opt in self.opts] if schedule else []
+        self.schedulers = (
+            [_scheduler(schedule, o, plan.name) for o in self.opts] if schedule else []
+        )
         # each point's generator state, per point (None: the generators as the run began)
         self.generators = _Generators(x0.device, n) if not self.batched else None
 
@@ -144,6 +146,21 @@ class Walkers:
     def clamp(self, lo: torch.Tensor, hi: torch.Tensor) -> None:
         for p in self.params:
             p.clamp_(lo, hi)
+
+
+def _scheduler(schedule: Callable, opt: torch.optim.Optimizer, name: str):
+    """The schedule's scheduler for `opt`, or a one-line refusal (AliG has no rate to
+    schedule: its step size is its own)."""
+    if "lr" not in opt.param_groups[0]:
+        raise OptimizerError(f"{name} has no learning rate to schedule (no 'lr' setting)")
+    try:
+        return schedule(opt)
+    except DescentError:
+        raise
+    except Exception as exc:  # a torch scheduler refusing this optimizer
+        raise OptimizerError(
+            f"the schedule cannot drive {name}: {optimizers.first_line(exc)}"
+        ) from None
 
 
 class _Generators:
