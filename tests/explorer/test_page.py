@@ -303,3 +303,17 @@ def test_a_schedule_is_chosen_drawn_and_kept_in_the_hash(page):
     _settled(page)
     assert page.locator(".dlx-error").inner_text() == ""
     assert "sched=" not in page.evaluate("location.hash")
+    # a list setting survives the hash, a one-item list too
+    for typed, hashed, kept in (
+        ("milestones=[50, 120]", "milestones:50;120", [50, 120]),
+        ("milestones=(50,)", "milestones:50;", [50]),
+    ):
+        page.select_option(".dlx-schedule", "multistep")
+        page.fill(".dlx-schedule-settings", typed)
+        page.press(".dlx-schedule-settings", "Enter")
+        _settled(page)
+        assert hashed in page.evaluate("location.hash")
+        page.reload()  # the view read back from the hash alone
+        _settled(page)
+        assert _state(page)["schedule"] == {"name": "multistep", "milestones": kept}
+        assert page.locator(".dlx-error").inner_text() == ""

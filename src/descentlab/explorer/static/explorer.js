@@ -140,7 +140,8 @@ function render({ model, el }) {
     items.push(item);
     for (const it of items.map((x) => x.trim()).filter(Boolean)) {
       const [k, ...rest] = it.split("=");
-      const raw = rest.join("=").trim().replace(/^\(/, "[").replace(/\)$/, "]");
+      // Python's (50,) and [30, 60,] read as JSON lists
+      const raw = rest.join("=").trim().replace(/^\(/, "[").replace(/\)$/, "]").replace(/,\s*\]$/, "]");
       try { out[k.trim()] = JSON.parse(raw); } catch { out[k.trim()] = raw; }
     }
     return out;

@@ -25,13 +25,13 @@ export function fromHash(hash, defaults) {
   if (p.has("grid")) s.grid = Math.round(num(p.get("grid")) || 0);
   if (p.has("steps")) s.steps = Math.round(num(p.get("steps")) || 1);
   if (p.has("box")) s.box = p.get("box").split(",").map(num);
-  // sched=cosine,warmup:5 (a list value: milestones:30;60)
+  // sched=cosine,warmup:5 (a list value: milestones:30;60, a one-item list milestones:50;)
   if (p.has("sched")) {
     const [name, ...items] = p.get("sched").split(",");
     s.schedule = name ? { name } : null;
     for (const item of items) {
       const [k, v] = item.split(":");
-      if (s.schedule && k) s.schedule[k] = v.includes(";") ? v.split(";").map(num) : num(v);
+      if (s.schedule && k) s.schedule[k] = v.includes(";") ? v.split(";").filter((x) => x !== "").map(num) : num(v);
     }
   }
   while (s.lr.length < s.opt.length) s.lr.push(null);
@@ -48,7 +48,8 @@ export function toHash(s) {
   parts.push(`steps=${s.steps}`);
   if (s.box && s.box.length) parts.push(`box=${s.box.join(",")}`);
   if (s.schedule && s.schedule.name) {
-    const items = Object.entries(s.schedule).filter(([k]) => k !== "name").map(([k, v]) => `${k}:${Array.isArray(v) ? v.join(";") : v}`);
+    const list = (v) => v.join(";") + (v.length === 1 ? ";" : "");
+    const items = Object.entries(s.schedule).filter(([k]) => k !== "name").map(([k, v]) => `${k}:${Array.isArray(v) ? list(v) : v}`);
     parts.push(`sched=${[s.schedule.name, ...items].join(",")}`);
   }
   return "#" + parts.join("&");
