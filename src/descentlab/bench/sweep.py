@@ -21,7 +21,7 @@ import difflib
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -425,13 +425,9 @@ def _schedule(schedule, steps: int) -> tuple | None:
             "bench takes a schedule by name, e.g. 'cosine' or ('cosine', {'warmup': 5}): its "
             "blocks may run on other machines; give a factory to descend"
         )
-    if isinstance(schedule, str):
-        schedule = (schedule, {})
-    elif isinstance(schedule, Mapping):
-        rest = dict(schedule)
-        schedule = (rest.pop("name", None), rest)
-    schedules.resolve(schedule, steps)  # a bad name or setting says so now
-    return (schedule[0], tuple(dict(schedule[1]).items()))
+    name, settings = schedules.named(schedule)
+    schedules.resolve((name, settings), steps)  # a bad name or setting says so now
+    return (name, tuple(settings.items()))
 
 
 def _as_given(schedule: tuple | None) -> tuple | None:

@@ -85,18 +85,9 @@ def resolve(schedule, steps: int, **settings) -> Factory | None:
         if settings:
             raise DescentError(f"schedule settings {sorted(settings)} given without a schedule")
         return None
-    if isinstance(schedule, tuple) and len(schedule) == 2 and isinstance(schedule[1], Mapping):
-        schedule, settings = schedule[0], {**schedule[1], **settings}
-    elif isinstance(schedule, Mapping):
-        rest = dict(schedule)
-        if "name" not in rest:
-            raise DescentError(
-                "a schedule given as a mapping needs its 'name', e.g. "
-                "{'name': 'cosine', 'warmup': 5}"
-            )
-        schedule, settings = rest.pop("name"), {**rest, **settings}
-    if isinstance(schedule, str):
-        return _named(schedule, steps, settings)
+    if isinstance(schedule, str | tuple | Mapping):
+        name, given = named(schedule)
+        return _named(name, steps, {**given, **settings})
     if callable(schedule):
         if settings:
             raise DescentError("settings go inside a schedule factory, not beside it")
@@ -104,6 +95,26 @@ def resolve(schedule, steps: int, **settings) -> Factory | None:
     raise DescentError(
         f"schedule must be a name ({', '.join(names())}) or a factory "
         f"lambda opt: torch.optim.lr_scheduler.X(opt, ...), got {schedule!r}"
+    )
+
+
+def named(schedule) -> tuple[str, dict]:
+    """A schedule given by name, as (name, settings): ``"cosine"``, ``("cosine", {"warmup":
+    5})`` or ``{"name": "cosine", "warmup": 5}``. A factory (or anything else) is refused."""
+    if isinstance(schedule, str):
+        return schedule, {}
+    if isinstance(schedule, tuple) and len(schedule) == 2 and isinstance(schedule[1], Mapping):
+        return schedule[0], dict(schedule[1])
+    if isinstance(schedule, Mapping):
+        rest = dict(schedule)
+        if "name" not in rest:
+            raise DescentError(
+                "a schedule given as a mapping needs its 'name', e.g. "
+                "{'name': 'cosine', 'warmup': 5}"
+            )
+        return rest.pop("name"), rest
+    raise DescentError(
+        f"a schedule here is a name ({', '.join(names())}) or (name, settings), got {schedule!r}"
     )
 
 

@@ -425,12 +425,12 @@ def _schedule(given, steps: int) -> tuple | None:
     settings), checked (`schedules.resolve`'s one-line errors)."""
     if given is None or given == "" or given == {}:
         return None
-    if isinstance(given, str):
-        given = {"name": given}
-    if not isinstance(given, Mapping) or not isinstance(given.get("name"), str):
+    if not isinstance(given, str | Mapping) or not isinstance(
+        given if isinstance(given, str) else given.get("name"), str
+    ):
         raise ExploreError('a schedule is {"name": "cosine", ...settings} or a name')
-    name = given["name"].strip()
-    settings = {k: v for k, v in given.items() if k != "name"}
+    name, settings = schedules.named(given)
+    name = name.strip()
     if name in ("", "none"):
         return None
     for key, value in settings.items():  # numbers, or lists of them (multistep's milestones)
