@@ -17,7 +17,7 @@ NOTEBOOKS = sorted((Path(__file__).parent.parent / "examples").glob("*.ipynb"))
 
 
 def test_there_is_a_notebook_per_seed():
-    assert [p.name[:3] for p in NOTEBOOKS] == ["000", "001", "002"]
+    assert [p.name[:3] for p in NOTEBOOKS] == ["000", "001", "002", "003"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -31,7 +31,7 @@ def test_notebook_is_stored_without_outputs(path):
 
 
 # a call that draws: dl.plot.<anything>(, or a method that returns a picture
-DRAWS = re.compile(r"dl\.plot\.\w+\(|\.(plot|plot3d|plot_loss|plot_preds|animate)\(")
+DRAWS = re.compile(r"dl\.plot\.\w+\(|\.(plot|plot3d|plot_loss|plot_preds|plot_sharpness|animate)\(")
 
 
 def pictures(cell) -> list[str]:
@@ -84,6 +84,8 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
         if cell.cell_type == "code" and "dl.explore(" in cell.source:
             kinds = [k for o in cell.outputs for k in o.get("data", {})]
             assert "application/vnd.jupyter.widget-view+json" in kinds, kinds
+    if path.name.startswith("003"):
+        assert "the plane explains" in text and "lr 4e-5 is above 2/sharpness" in text
     if path.name.startswith("001"):
         assert any("dl.explore(" in c.source for c in nb.cells)
         assert text.count("Gradient at x = 1.8: dx = 3.6") == 3

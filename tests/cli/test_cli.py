@@ -551,3 +551,24 @@ def test_an_installed_optimizer_class_is_named_module_colon_class(monkeypatch):
     )
     np.testing.assert_array_equal(lamb.path, direct["lamb"].path)
     assert lamb.meta["hyper"]["weight_decay"] == 0.01
+
+
+def test_fit_draws_the_landscape_and_measures_sharpness(tmp_path):
+    picture = tmp_path / "landscape.png"
+    result = cli(
+        "fit", "quadratic", "--landscape", "pca", "--resolution", "9", "--plot", str(picture)
+    )
+    assert result.exit_code == 0, result.output
+    assert "train loss on the PCA plane: the plane explains" in result.output
+    assert picture.stat().st_size > 20_000
+    sharp = tmp_path / "sharpness.png"
+    result = cli("fit", "quadratic", "--sharpness", "--plot", str(sharp))
+    assert result.exit_code == 0, result.output
+    # the seed's quadratic fit: a fixed Hessian, far below its limit 2/lr = 2e5
+    table = [line.split() for line in result.output.splitlines() if line[:6].strip().isdigit()]
+    values = {float(row[1]) for row in table[-10:]}
+    assert len(values) == 1 and 5e4 < values.pop() < 6e4
+    assert "of the stability limit 2/η = 2e+05" in result.output
+    assert sharp.stat().st_size > 20_000
+    bad = runner.invoke(app, ["fit", "quadratic", "--landscape", "pcb"])
+    assert bad.exit_code == 2 and "did you mean 'pca'" in bad.output

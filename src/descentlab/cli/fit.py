@@ -7,6 +7,8 @@
     descentlab fit medmnist --path pathmnist.npz --model mlp
     descentlab fit mnist-idx --path ./mnist/
     descentlab lr-find mnist --model mlp
+    descentlab fit mnist --model mlp --landscape pca --plot landscape.png
+    descentlab fit mnist --model mlp --batch-size 0 --sharpness --plot sharpness.png
 
 Defaults per dataset were measured over several seeds on the held-out split (see docs/training.md).
 """
@@ -158,10 +160,25 @@ def register(app: typer.Typer, friendly) -> None:
         plot: Path = typer.Option(None, help="figure: predictions by step (1-D data) or the loss"),
         animate: Path = typer.Option(None, help="animation of the predictions (.gif or .mp4)"),
         threads: int = typer.Option(None, help="CPU threads (default: 1 for small models)"),
+        landscape: str = typer.Option(
+            None,
+            help="pca, random or interpolate: the loss on a plane (or line) through the "
+            "weights, with the path projected on it; --plot draws it",
+        ),
+        resolution: int = typer.Option(None, help="grid points per direction of --landscape"),
+        sharpness: bool = typer.Option(
+            False,
+            "--sharpness",
+            help="measure the Hessian's largest eigenvalue about 20 times while fitting and "
+            "print it against 2/lr; --plot draws it (unless --landscape is given)",
+        ),
     ) -> None:
         """Fit a model with the seven-step loop and print the loss (or an epoch table)."""
         from ..plot._common import FIGURE_FORMATS, check_output
+        from ..training.landscape import METHODS
 
+        if landscape is not None and landscape not in METHODS:
+            raise UnknownNameError("landscape", landscape, METHODS)
         if plot is not None:
             check_output(plot, FIGURE_FORMATS, "figure")
         if animate is not None:
@@ -182,7 +199,16 @@ def register(app: typer.Typer, friendly) -> None:
             threads=threads,
         )
         stop = EarlyStopping(patience=patience) if patience else None
-        learn.fit(epochs if epochs is not None else r.epochs, stop=stop, target=target)
+        epochs = epochs if epochs is not None else r.epochs
+        steps = epochs * learn.steps_per_epoch
+        every = max(1, steps // 20)  # about 20 kept weights and sharpness measurements
+        learn.fit(
+            epochs,
+            stop=stop,
+            target=target,
+            keep_weights=every if landscape else None,
+            sharpness=every if sharpness else None,
+        )
         failed = diverged(learn)
         if failed:  # the loss ran away: say so and fail, rather than print it as a result
             typer.echo(f"error: {failed}", err=True)
@@ -190,6 +216,20 @@ def register(app: typer.Typer, friendly) -> None:
         result = learn.validate()
         shown = ", ".join(f"{k} {v:.4f}" for k, v in result.items() if k != "split")
         typer.echo(f"{result['split']}: {shown}")
+        if sharpness:
+            _echo_sharpness(learn)
+        plane = None
+        if landscape is not None:
+            plane = learn.landscape(landscape, resolution=resolution)
+            typer.echo(f"{plane.name}: {plane.note}")
+        if plane is not None and plot is not None:
+            plane.plot(path=plot)
+            typer.echo(f"wrote {plot}")
+            plot = None
+        elif sharpness and plot is not None:
+            learn.plot_sharpness(path=plot)
+            typer.echo(f"wrote {plot}")
+            plot = None
         if plot is not None or animate is not None:
             from .. import plot as pictures
 
@@ -236,6 +276,21 @@ def register(app: typer.Typer, friendly) -> None:
         for lr, loss in list(zip(found.lrs, found.losses, strict=True))[::step]:
             typer.echo(f"lr {lr:9.2e}  loss {loss:.4f}")
         typer.echo(f"suggested lr: {found.suggestion:.3g}")
+
+
+def _echo_sharpness(learn) -> None:
+    from ..training.sharpness import threshold
+
+    rows = learn.history["sharpness"]
+    limit, formula = threshold(learn.plan, rows[-1][2])
+    typer.echo(f"{'step':>6}  {'sharpness':>10}  {formula:>10}")
+    for step, value, lr in rows:
+        typer.echo(f"{step:>6}  {value:>10.4g}  {threshold(learn.plan, lr)[0]:>10.4g}")
+    last = rows[-1][1]
+    typer.echo(
+        f"sharpness {last:.4g} at the end: {last / limit:.0%} of the stability limit "
+        f"{formula} = {limit:.4g}"
+    )
 
 
 def learner_for(

@@ -233,7 +233,7 @@ def tour(out: str | Path = "descentlab-tour", echo: Callable[[str], None] = prin
         return a * t**2 + b * t + c
 
     learn = Learner(quadratic, params=3, data=(t, speed), loss="mse", lr=1e-5, verbose=False)
-    learn.fit(10)
+    learn.fit(10, keep_weights=1)
     for value in learn.history["loss"]:
         echo(str(value))
     plot.preds(learn, steps=[0, 1, 2, 3], path=path("seed002_preds.png"))
@@ -250,7 +250,7 @@ def tour(out: str | Path = "descentlab-tour", echo: Callable[[str], None] = prin
         valid=0.2,
         verbose=False,
     )
-    mnist.fit(10)
+    mnist.fit(10, keep_weights=10)
     accuracy = mnist.validate()["accuracy"]
     echo(f"MNIST sample, MLP 784-128-10, 10 epochs: validation accuracy {accuracy:.3f}")
     plot.loss(mnist, path=path("mnist_loss.png"))
@@ -287,6 +287,8 @@ def tour(out: str | Path = "descentlab-tour", echo: Callable[[str], None] = prin
         )
     )
 
+    sections.append(_training_as_descent(learn, mnist, path, echo))
+
     index = path("index.html")
     with atomic_file(index) as tmp:
         Path(tmp).write_text(_page(sections, time.perf_counter() - began), encoding="utf-8")
@@ -295,6 +297,106 @@ def tour(out: str | Path = "descentlab-tour", echo: Callable[[str], None] = prin
         f"wrote {index} ({sum(len(s.items) for s in sections)} pictures) in {time.perf_counter() - began:.0f} s"
     )
     return index
+
+
+def _training_as_descent(quadratic, mnist, path: Callable[[str], Path], echo) -> Section:
+    """The seed's fit and the MNIST MLP seen as descents: planes through their weights, the
+    init-to-final line, several optimizers on one plane, and sharpness against 2/lr."""
+    import torch
+
+    from .. import plot
+    from ..training import Learner, landscape, models
+
+    echo("")
+    echo("Training as a descent: planes through the weights, and sharpness against 2/lr")
+    q_plane = quadratic.landscape("pca")
+    q_plane.plot(path=path("quadratic_plane.png"))
+    q_sharp = quadratic.sharpness()
+    m_plane = mnist.landscape("pca")
+    m_plane.plot(path=path("mnist_plane.png"))
+    echo(f"MNIST MLP: {m_plane.note}")
+    line = mnist.landscape("interpolate")
+    line.plot(path=path("mnist_line.png"))
+    x, y = mnist.x[:2000], mnist.y[:2000]
+    rivals = []
+    for optimizer, lr in (("momentum", 0.05), ("adam", 0.002)):
+        rival = Learner(
+            models.MLP(784, 32, 10),
+            (x, y),
+            loss="cross_entropy",
+            optimizer=optimizer,
+            lr=lr,
+            batch_size=64,
+            verbose=False,
+        )
+        rival.fit(4, keep_weights=4)
+        rivals.append(rival)
+    both = landscape(rivals, "pca")
+    both.plot(path=path("optimizers_plane.png"))
+    # the edge of stability: full-batch gradient descent, a tanh network, the square loss
+    edge = Learner(
+        models.MLP(784, 32, 10, activation="tanh"),
+        (x, torch.nn.functional.one_hot(y, 10).float()),
+        loss="mse",
+        lr=0.8,
+        verbose=False,
+    )
+    edge.fit(800, sharpness=20)
+    plot.sharpness(edge, path=path("edge_of_stability.png"))
+    rows = edge.history["sharpness"]
+    late = [v for step, v, _ in rows if step >= 200]
+    echo(
+        f"edge of stability: sharpness {rows[0][1]:.2f} at the start, {min(late):.2f} to "
+        f"{max(late):.2f} after step 200, against 2/lr = {2 / 0.8:.2f}"
+    )
+    share = sum(m_plane.explained)
+    return Section(
+        "Training as a descent",
+        (
+            "A network's loss is a function of all its weights; on a plane through them it is a "
+            "function of two, drawn like any other. A plane is a slice: each picture says how "
+            "much of the path it explains and how far the path lies from it (the right-hand "
+            "panels compare the path's true loss with the plane's under it)."
+        ),
+        [
+            Item(
+                "quadratic_plane.png",
+                "The seed's fit, on the plane of its path",
+                f"The quadratic's three parameters after each of its ten steps, projected on their "
+                f"two principal directions ({q_plane.note}). Its loss is a quadratic whose "
+                f"Hessian has largest eigenvalue {q_sharp:,.0f}, so gradient descent is stable "
+                f"only while lr < 2/{q_sharp:,.0f} = {2 / q_sharp:.1e}: the seed's 1e-5 is, "
+                "4e-5 would run away.",
+            ),
+            Item(
+                "mnist_plane.png",
+                "The MNIST MLP's path through its 101,770 weights",
+                f"Every 10th of 630 minibatch steps, on the PCA plane of the path "
+                f"({share:.0%} of its variance). The minibatch path wanders off the plane; "
+                "the right panel shows by how much.",
+            ),
+            Item(
+                "mnist_line.png",
+                "From the initial to the final weights",
+                "The training and validation loss along the straight line between them "
+                "(Goodfellow et al. 2015): no barrier on the way, and the minimum is wide.",
+            ),
+            Item(
+                "optimizers_plane.png",
+                "Two optimizers, one network, one plane",
+                "Momentum and Adam from the same initial weights of a 784-32-10 MLP, on the "
+                "plane of both paths together, each with its own residual.",
+            ),
+            Item(
+                "edge_of_stability.png",
+                "Sharpness against 2/lr: the edge of stability",
+                "Full-batch gradient descent (lr 0.8) on a 784-32-10 tanh network with the square "
+                "loss, 2,000 digits. Above the limit at the start, the first steps throw the "
+                "weights to a flatter place; then the sharpness climbs back to 2/lr = 2.5 and "
+                "hovers there, while the loss keeps falling, unevenly (Cohen et al. 2021).",
+            ),
+        ],
+    )
 
 
 def _media(item: Item) -> str:

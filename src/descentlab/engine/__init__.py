@@ -72,6 +72,8 @@ def unsupported(objective, plan, grad, settings=None) -> str | None:
         return f"optimizer {plan.name!r} has no compiled update (compiled: {', '.join(SUPPORTED)})"
     if grad != "autograd":
         return "only autograd gradients are compiled"
+    if objective.style == "network":
+        return "f is a network's loss on a plane through its weights (torch.func over the model)"
     if objective.style in ("point", "loop"):
         return "f is evaluated point by point; write it over a (..., d) tensor"
     if objective.dim > 64:

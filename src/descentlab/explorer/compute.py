@@ -281,13 +281,8 @@ def _describe(view: View, objective: Objective) -> dict:
         "fmin": objective.minimum_value,
     }
     if view.surface:
-        (x0, x1), (y0, y1) = view.box
-        xs = torch.linspace(x0, x1, SURFACE, dtype=torch.float64)
-        ys = torch.linspace(y0, y1, SURFACE, dtype=torch.float64)
-        yy, xx = torch.meshgrid(ys, xs, indexing="ij")
-        with torch.no_grad():
-            z = objective(torch.stack([xx, yy], -1).to(torch.float32)).double()
-        out["surface"] = {"x": xs.tolist(), "y": ys.tolist(), "z": pack(z.numpy())}
+        xs, ys, z = objective.surface(view.box, SURFACE)
+        out["surface"] = {"x": xs.tolist(), "y": ys.tolist(), "z": pack(z)}
     return out
 
 

@@ -81,8 +81,10 @@ def explore(
     """The live explorer in a notebook.
 
     Args:
-        f: a registered name, a formula in x and y, or a Python function of two variables
-            (which stays in your kernel; the page shows it as "your Python function").
+        f: a registered name, a formula in x and y, a Python function of two variables
+            (which stays in your kernel; the page shows it as "your Python function"), or a
+            network's `Landscape` (optimizers race on its loss restricted to the plane,
+            from where its training began).
         optimizers: names (any of `dl.optimizers`); ``(name, {settings})`` pairs for
             momentum or betas.
         lr: one rate for all, or one per optimizer (None: each one's default).
@@ -107,7 +109,13 @@ def explore(
     own = None
     if callable(f) and not isinstance(f, str):
         own = f if isinstance(f, Objective) else resolve(f, (0.0, 0.0)).objective
+        if own.dim != 2:
+            raise compute.ExploreError(
+                f"the explorer maps functions of two variables; this one has {own.dim}"
+            )
         f = compute.PYTHON
+        if start is None and getattr(own, "start", None) is not None:
+            start = own.start  # a network's plane: where its training began
     points = []
     if start is not None:
         points = (

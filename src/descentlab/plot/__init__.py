@@ -11,6 +11,7 @@ from .animate import Animation, animate
 from .fits import loss, lr_find, preds, schedule
 from .interactive import html
 from .static import basins, contour, curve, lr_effects, montage, params, slices, surface
+from .training import landscape, landscape3d, landscape_animation, sharpness
 from .view3d import has_pyvista, surface3d
 
 __all__ = [
@@ -22,6 +23,9 @@ __all__ = [
     "curve",
     "has_pyvista",
     "html",
+    "landscape",
+    "landscape3d",
+    "landscape_animation",
     "loss",
     "lr_effects",
     "lr_find",
@@ -29,6 +33,7 @@ __all__ = [
     "params",
     "preds",
     "schedule",
+    "sharpness",
     "slices",
     "surface",
     "surface3d",

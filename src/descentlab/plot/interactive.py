@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
-import torch
 from plotly.subplots import make_subplots
 
 from ..errors import DescentError
@@ -58,11 +57,7 @@ def figure(
 ) -> go.Figure:
     """The plotly Figure behind `html`."""
     box = view_box(objective, [r for _, r in entries])
-    xs = np.linspace(*box[0], grid)
-    ys = np.linspace(*box[1], grid)
-    gx, gy = np.meshgrid(xs, ys)
-    with torch.no_grad():
-        z = objective.fn(torch.tensor(np.stack([gx, gy], -1))).numpy()
+    xs, ys, z = objective.surface(box, grid)
     cols = 2 if surface else 1
     fig = make_subplots(
         rows=1,

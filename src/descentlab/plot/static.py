@@ -25,22 +25,20 @@ MAX_PATHS = 400  # beyond this, grids show final points rather than every path
 
 
 def _evaluate(objective, box, n: int = 240):
-    (x0, x1), (y0, y1) = box
-    xs, ys = np.linspace(x0, x1, n), np.linspace(y0, y1, n)
+    xs, ys, z = objective.surface(box, n)
     gx, gy = np.meshgrid(xs, ys)
-    pts = torch.tensor(np.stack([gx, gy], -1), dtype=torch.float64)
-    with torch.no_grad():
-        z = objective.fn(pts).numpy()
     return gx, gy, z
 
 
-def _filled_contour(ax, objective, box, levels: int = 30):
+def _filled_contour(ax, objective, box, levels: int = 30, log: bool | None = None):
+    """Filled contours of f over `box`: logarithmic levels on f − min when a steep rim would
+    take all the colours (or when `log` says so), else linear."""
     gx, gy, z = _evaluate(objective, box)
     finite = z[np.isfinite(z)]
     lo = finite.min()
     shifted = z - lo
     spread = np.percentile(shifted, 95) / max(np.percentile(shifted, 50), 1e-12)
-    if spread > 8:  # a steep rim would take all the colours: log levels on f - min
+    if (spread > 8 if log is None else log) and shifted.max() > 0:
         eps = max(np.percentile(shifted[shifted > 0], 1), 1e-12)
         lev = np.geomspace(eps, shifted.max() + eps, levels)
         cs = ax.contourf(gx, gy, shifted + eps, levels=lev, norm=colors.LogNorm(), cmap="viridis")

@@ -62,10 +62,8 @@ def surface3d(
     pv = _pyvista()
     box = view_box(objective, [r for _, r in entries])
     n = 160
-    xs, ys = np.linspace(*box[0], n), np.linspace(*box[1], n)
+    xs, ys, z = objective.surface(box, n)
     gx, gy = np.meshgrid(xs, ys)
-    with torch.no_grad():
-        z = objective.fn(torch.tensor(np.stack([gx, gy], -1))).numpy()
     lo, top = float(np.nanmin(z)), float(np.nanpercentile(z, 97))
     width = max(box[0][1] - box[0][0], box[1][1] - box[1][0])
     scale = 0.5 * width / max(top - lo, 1e-12)

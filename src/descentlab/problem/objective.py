@@ -75,6 +75,18 @@ class Objective:
             )
         return self.fn(x)
 
+    def surface(self, box, n: int = 240):
+        """f on an n × n grid over ``box = ((x_lo, x_hi), (y_lo, y_hi))`` for a picture:
+        ``(xs, ys, z)`` as numpy arrays, ``z[j, i] = f(xs[i], ys[j])``. An objective that
+        holds its own grid (a network's `Landscape`) answers from it."""
+        (x0, x1), (y0, y1) = box
+        xs = torch.linspace(x0, x1, n, dtype=torch.float64)
+        ys = torch.linspace(y0, y1, n, dtype=torch.float64)
+        gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+        with torch.no_grad():
+            z = self.fn(torch.stack([gx, gy], -1))
+        return xs.numpy(), ys.numpy(), z.double().numpy()
+
     def _repr_html_(self) -> str:
         from ..plot import display
 

@@ -11,7 +11,10 @@ import copy
 import math
 import sys
 
-from ..errors import DescentError
+import torch
+
+from ..errors import DescentError, MemoryNeedError
+from ..memory import limit_note, memory_budget
 
 
 class CancelFit(Exception):
@@ -167,3 +170,57 @@ class Schedule(Callback):
     def after_fit(self, learn):
         for group, lr in zip(learn.opt.param_groups, getattr(self, "before", ()), strict=False):
             group["lr"] = lr  # (nothing to put back when the fit ended before it began)
+
+
+class KeepWeights(Callback):
+    """Keep the flat parameters every `every` steps, and at the start and end of each fit
+    (`Learner.fit(keep_weights=k)`): ``learn.weights`` ``(K, P)`` and ``learn.weights_at``.
+    The memory they take is checked before the fit starts."""
+
+    order = 60  # after EarlyStopping puts the best weights back: the end is what the fit left
+
+    def __init__(self, every: int, max_memory: float | None = None):
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise DescentError(
+                f"keep_weights must be a whole number of steps >= 1 (or None), got {every!r}"
+            )
+        self.every, self.max_memory = every, max_memory
+
+    def check(self, learn, steps: int) -> None:
+        """Refuse a fit of `steps` steps whose kept weights would not fit in memory."""
+        size = sum(p.numel() * p.element_size() for p in learn.model.parameters())
+        rows = steps // self.every + 2
+        need = rows * size
+        budget = memory_budget(self.max_memory) - len(learn.weights_at) * size
+        if need > budget:
+            fits = max(0, int(budget // size) - 2)
+            every = math.ceil(steps / fits) if fits else None
+            remedy = f"use keep_weights={every} or more" if every else "fit fewer steps"
+            raise MemoryNeedError(
+                f"keeping the weights every {self.every} step(s) of {steps:,} keeps {rows:,} "
+                f"copies of {size / 1e6:.1f} MB, {need / 1e9:.2f} GB, but "
+                f"{max(budget, 0) / 1e9:.2f} GB is available{limit_note(budget)}; {remedy}"
+            )
+
+    def _keep(self, learn) -> None:
+        if learn.weights_at and learn.weights_at[-1] == learn.steps_done:
+            return
+        learn._kept.append(learn._param_vector())
+        learn.weights_at.append(learn.steps_done)
+
+    def before_fit(self, learn):
+        self._keep(learn)
+
+    def after_batch(self, learn):
+        if learn.training and learn.steps_done % self.every == 0:
+            self._keep(learn)
+
+    def after_fit(self, learn):
+        vector = learn._param_vector()
+        if learn.weights_at and learn.weights_at[-1] == learn.steps_done:
+            if torch.equal(learn._kept[-1], vector):
+                return
+            learn._kept[-1] = vector  # the fit put other weights back (EarlyStopping's best)
+            return
+        learn._kept.append(vector)
+        learn.weights_at.append(learn.steps_done)

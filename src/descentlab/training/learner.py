@@ -31,18 +31,28 @@ from ..descent import optimizers, schedules
 from ..errors import DescentError, check_positive
 from ..progress import Progress
 from . import losses as losses_
-from .callbacks import Callback, CancelFit, PrintLosses, PrintTable, Schedule, StopAtLoss
+from .callbacks import (
+    Callback,
+    CancelFit,
+    KeepWeights,
+    PrintLosses,
+    PrintTable,
+    Schedule,
+    StopAtLoss,
+)
 from .datasets import Dataset
+from .functional import Weights
 from .models import FunctionModel, reset
 from .threads import choose_threads, using_threads
 
 
 class History(dict):
-    """Per step: ``loss``, ``lr`` and (for small models) ``params`` after k steps; per epoch:
-    rows in ``epochs`` (epoch, train_loss, valid_loss, metrics, time)."""
+    """Per step: ``loss``, ``lr`` and (for small models) ``params`` after k steps; where it was
+    measured, ``sharpness`` as (step, sharpness, lr) rows; per epoch: rows in ``epochs``
+    (epoch, train_loss, valid_loss, metrics, time)."""
 
     def __init__(self):
-        super().__init__(loss=[], lr=[], params=[])
+        super().__init__(loss=[], lr=[], params=[], sharpness=[])
         self.epochs: list[dict] = []
 
     def frame(self):
@@ -107,6 +117,7 @@ class Learner:
         ):
             raise DescentError(f"threads must be a whole number from 1, got {threads!r}")
         self.model = _as_module(model, params)
+        Weights(self.model)  # a model with no parameters is refused here, in one line
         self.loss_name = loss if isinstance(loss, str) else getattr(loss, "__name__", "loss")
         self.loss_fn = losses_.get(loss)
         named = [losses_.metric(m) for m in metrics]
@@ -131,6 +142,8 @@ class Learner:
         self.steps_done = 0
         self.stop_reason: str | None = None
         self.restored_epoch: int | None = None
+        self._kept: list[torch.Tensor] = []  # `fit(keep_weights=k)`'s flat weights
+        self.weights_at: list[int] = []  # and the step of each
 
     # ---- the seven steps ------------------------------------------------------------------
     def initialize(self) -> None:
@@ -222,6 +235,8 @@ class Learner:
         target: float | None = None,
         schedule=None,
         schedule_per: str = "batch",
+        keep_weights: int | None = None,
+        sharpness: int | None = None,
     ) -> History:
         """Steps 6 and 7: repeat epochs until `epochs` or a stop rule; returns the History.
 
@@ -233,6 +248,11 @@ class Learner:
             schedule: a learning-rate schedule over this fit (as `descend` takes: a name,
                 ``("cosine", {"warmup": 100})``, or ``lambda opt: torch.optim.lr_scheduler.X(
                 opt, ...)``), stepped per batch or, with ``schedule_per="epoch"``, per epoch.
+            keep_weights: keep the flat weights every k steps, and at the start and the end
+                (``learn.weights``, ``learn.weights_at``), for `landscape`; the memory they
+                take is checked first.
+            sharpness: measure the Hessian's largest eigenvalue every k steps, and at the start
+                and the end (``history["sharpness"]``, `plot_sharpness`).
         """
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
             raise DescentError(f"epochs must be an integer >= 0, got {epochs!r}")
@@ -243,10 +263,18 @@ class Learner:
         extra = [stop] if isinstance(stop, Callback) else list(stop or [])
         if target is not None:
             extra.append(StopAtLoss(target))
+        per_epoch = self.steps_per_epoch
         if schedule is not None:
-            per_epoch = 1 if self.batch_size is None else -(-len(self.x) // self.batch_size)
             total = epochs * (per_epoch if schedule_per == "batch" else 1)
             extra.append(Schedule(schedules.resolve(schedule, total), schedule_per))
+        if keep_weights is not None:
+            keeper = KeepWeights(keep_weights)
+            keeper.check(self, epochs * per_epoch)
+            extra.append(keeper)
+        if sharpness is not None:
+            from .sharpness import Sharpness
+
+            extra.append(Sharpness(sharpness))
         printer = []
         if self.verbose:
             seed_style = self.batch_size is None and not self.has_valid and not self.metric_fns
@@ -274,6 +302,11 @@ class Learner:
             self.one_epoch()
 
     # ---- evaluation ------------------------------------------------------------------------
+    @property
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps in one epoch: 1 for full-batch descent, else the batches."""
+        return 1 if self.batch_size is None else -(-len(self.x) // self.batch_size)
+
     @property
     def has_valid(self) -> bool:
         return self.x_valid is not None
@@ -316,6 +349,30 @@ class Learner:
         chunks = torch.split(flat, [int(torch.Size(s).numel()) for s in shapes])
         state = {n: c.reshape(s) for n, c, s in zip(names, chunks, shapes, strict=True)}
         return torch.func.functional_call(self.model, state, (self.x if x is None else x,))
+
+    @property
+    def weights(self) -> torch.Tensor:
+        """The flat weights kept by ``fit(keep_weights=k)``, ``(K, P)``; their steps are
+        `weights_at`."""
+        if not self._kept:
+            raise DescentError(
+                "no weights were kept: fit with keep_weights=k to keep them every k steps"
+            )
+        return torch.stack(self._kept)
+
+    def landscape(self, directions="pca", **kwargs):
+        """The loss on a plane (or line) through the weights, with the kept path projected on
+        it (`descentlab.training.landscape.landscape`)."""
+        from .landscape import landscape
+
+        return landscape(self, directions, **kwargs)
+
+    def sharpness(self, data="train", **kwargs) -> float:
+        """The largest eigenvalue of the loss's Hessian at the current weights, on the
+        training data (`descentlab.training.sharpness.sharpness`)."""
+        from .sharpness import sharpness
+
+        return sharpness(self, data, **kwargs)
 
     def lr_find(self, start: float = 1e-7, end: float = 10.0, num: int = 100, from_start=True):
         """Exponential learning-rate sweep from the initial parameters (or, with
@@ -367,6 +424,13 @@ class Learner:
         from .. import plot
 
         return plot.loss(self, **kwargs)
+
+    def plot_sharpness(self, **kwargs):
+        """The sharpness measured during fits against the stability limit 2/lr
+        (`plot.sharpness`; fit with ``sharpness=k``)."""
+        from .. import plot
+
+        return plot.sharpness(self, **kwargs)
 
     def plot_preds(self, steps=(0, 1, 2, 3), **kwargs):
         """The data and the model's predictions after each of `steps` (`plot.preds`; needs

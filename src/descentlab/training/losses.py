@@ -79,6 +79,20 @@ METRICS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
 CLASSIFICATION = {"cross_entropy", "binary"}
 
 
+def _cross_entropy_of_many(preds: Tensor, targets: Tensor) -> Tensor:
+    """`cross_entropy` of many models' logits ``(B, N, C)`` at once, one value per model:
+    ``logsumexp(z) - z[y]``, the same formula as torch's log-softmax and NLL (to rounding),
+    a few times faster on the CPU for few classes than torch's kernel under `vmap`."""
+    picked = preds.gather(-1, targets.expand(preds.shape[:-1])[..., None])[..., 0]
+    return (torch.logsumexp(preds, -1) - picked).mean(-1)
+
+
+# losses written for a batch of models' predictions at once (a loss plane's grid)
+OF_MANY: dict[Callable, Callable[[Tensor, Tensor], Tensor]] = {
+    cross_entropy: _cross_entropy_of_many,
+}
+
+
 def get(name: str | Callable) -> Callable[[Tensor, Tensor], Tensor]:
     """A loss by name (``mse``, ``cross_entropy``, ...), or a callable passed through."""
     if callable(name):

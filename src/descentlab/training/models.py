@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ..errors import DescentError
+from ..errors import DescentError, UnknownNameError
 
 
 class FunctionModel(nn.Module):
@@ -69,19 +69,25 @@ class Linear(nn.Sequential):
         super().__init__(nn.Flatten(), nn.Linear(n_in, n_out))
 
 
-class MLP(nn.Sequential):
-    """Linear layers with ReLU between them: ``MLP(784, 64, 10)``."""
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}
 
-    def __init__(self, *sizes: int):
+
+class MLP(nn.Sequential):
+    """Linear layers with ReLU (or ``activation="tanh"``, ...) between them:
+    ``MLP(784, 64, 10)``."""
+
+    def __init__(self, *sizes: int, activation: str = "relu"):
         if len(sizes) < 2 or any(
             isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in sizes
         ):
             raise DescentError(f"MLP needs at least an input and an output size, got {sizes}")
+        if activation not in ACTIVATIONS:
+            raise UnknownNameError("activation", activation, ACTIVATIONS)
         layers: list[nn.Module] = [nn.Flatten()]
         for i, (a, b) in enumerate(itertools.pairwise(sizes)):
             layers.append(nn.Linear(a, b))
             if i < len(sizes) - 2:
-                layers.append(nn.ReLU())
+                layers.append(ACTIVATIONS[activation]())
         super().__init__(*layers)
 
 
