@@ -308,3 +308,44 @@ def test_the_explorer_races_optimizers_on_the_networks_plane(mlp):
         assert np.allclose(unpack(run["path"]), again.path, atol=1e-6)
     with pytest.raises(dl.DescentError, match="two variables"):
         dl.explore(mlp.landscape("interpolate"))
+
+
+def test_directions_given_as_state_dicts_and_the_3d_and_animated_views(mlp, tmp_path):
+    gen = torch.Generator().manual_seed(6)
+    given = [
+        {n: torch.randn(p.shape, generator=gen) for n, p in mlp.model.named_parameters()}
+        for _ in range(2)
+    ]
+    plane = mlp.landscape(given, resolution=5, span=0.5)
+    layout = Weights(mlp.model)
+    for got, state in zip(plane.directions, given, strict=True):
+        assert torch.equal(got, layout.flat(state))
+    assert plane.alphas[0] == -0.5 and plane.betas[-1] == 0.5
+    with pytest.raises(dl.DescentError, match="lacks the model's parameter '1.weight'"):
+        mlp.landscape([{"x": torch.ones(1)}, given[1]])
+    with pytest.raises(dl.DescentError, match=r"1.weight has shape \(2, 2\)"):
+        mlp.landscape([{**given[0], "1.weight": torch.ones(2, 2)}, given[1]])
+    pca = mlp.landscape("pca", resolution=7)
+    fig = pca.plot3d()  # matplotlib's 3-D figure without a path
+    assert "PCA plane (" in fig.axes[0].get_title() and "of path)" in fig.axes[0].get_title()
+    written, frames = pca.animate(tmp_path / "walk.gif")
+    from PIL import Image
+
+    assert frames == len(mlp.weights_at) == Image.open(written).n_frames
+
+
+def test_normalization_layers_get_no_random_direction_and_are_evaluated_in_eval_mode():
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(100, 6, generator=gen)
+    y = (x[:, 0] > 0).long()
+    model = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
+    learn = dl.Learner(model, (x, y), loss="cross_entropy", lr=0.1, verbose=False)
+    learn.fit(4, keep_weights=1)
+    plane = learn.landscape("random", resolution=5)
+    norms = filter_norms(Weights(model), plane.directions[1])
+    assert [name for name, n in norms.items() if bool(n.any())] == ["0.weight", "3.weight"]
+    assert model.training  # put back as it was
+    model.eval()
+    with torch.no_grad():
+        here = float(nn.functional.cross_entropy(model(x), y))
+    assert plane.loss[2, 2] == pytest.approx(here, rel=1e-5)  # the grid's centre

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -91,6 +92,18 @@ def loss_of_weights(
     return f
 
 
+@contextmanager
+def evaluating(model: nn.Module):
+    """The model in eval mode (normalization layers use their running statistics, dropout is
+    off), put back as it was after: a loss at given weights is a function of the weights."""
+    was = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was)
+
+
 def activation_numel(model: nn.Module, x: torch.Tensor) -> int:
     """How many numbers one forward pass of `model` on `x` produces, all layers together (a
     measure of the memory a weight vector costs while it is evaluated)."""
@@ -103,7 +116,7 @@ def activation_numel(model: nn.Module, x: torch.Tensor) -> int:
 
     hooks = [m.register_forward_hook(count) for m in model.modules()]
     try:
-        with torch.no_grad():
+        with torch.no_grad(), evaluating(model):
             model(x[:1])
     finally:
         for h in hooks:
@@ -169,7 +182,7 @@ class PlaneLoss:
             return None
         before, name, _, rest = parts
         first = {f"{name}.weight", f"{name}.bias"}
-        with torch.no_grad():
+        with torch.no_grad(), evaluating(self.model):
             inputs = before(self.x)
         bases = []  # the layer's output at the center, then each direction's share of it
         for vector in [self.center, *self.directions]:
@@ -196,7 +209,8 @@ class PlaneLoss:
                 f"{tuple(coords.shape)}"
             )
         flat = coords.reshape(-1, self.k).to(self.dtype)
-        out = [self._chunk(flat[i : i + self.chunk]) for i in range(0, len(flat), self.chunk)]
+        with evaluating(self.model):
+            out = [self._chunk(flat[i : i + self.chunk]) for i in range(0, len(flat), self.chunk)]
         values = torch.cat(out) if out else flat.new_zeros(0)
         return values.reshape(coords.shape[:-1]).to(coords.dtype)
 
@@ -229,10 +243,11 @@ class PlaneLoss:
     def at_weights(self, weights: torch.Tensor) -> torch.Tensor:
         """The loss at each of ``(K, P)`` flat weight vectors (any point, on the plane or not)."""
         flat = weights.detach().to(self.dtype)
-        out = [
-            self._losses(torch.func.vmap(self._predict)(flat[i : i + self.chunk]))
-            for i in range(0, len(flat), self.chunk)
-        ]
+        with evaluating(self.model):
+            out = [
+                self._losses(torch.func.vmap(self._predict)(flat[i : i + self.chunk]))
+                for i in range(0, len(flat), self.chunk)
+            ]
         return torch.cat(out) if out else flat.new_zeros(0)
 
 

@@ -57,7 +57,7 @@ class ProjectedPath:
     """One training's kept weights seen from the plane.
 
     Attributes:
-        label: which training (optimizer and rate).
+        label: which training (its optimizer and rate, also in `optimizer` and `lr`).
         steps: the step of each kept row.
         coords: ``(K, k)`` coordinates of each row's projection onto the plane (or line).
         true_loss: the loss at the kept weights themselves.
@@ -71,6 +71,8 @@ class ProjectedPath:
     true_loss: np.ndarray
     plane_loss: np.ndarray
     distance: np.ndarray
+    optimizer: str = ""
+    lr: float = math.nan
 
     @property
     def gap(self) -> np.ndarray:
@@ -142,6 +144,13 @@ class Landscape(Objective):
             self._cache.clear()
             self._cache[key] = Objective.surface(self, box, min(n, len(a)))
         return self._cache[key]
+
+    @property
+    def share(self) -> str:
+        """ "explains 85% + 9% of the path" on a PCA plane, else ""."""
+        if self.explained is None:
+            return ""
+        return f"explains {' + '.join(f'{s:.0%}' for s in self.explained)} of the path"
 
     @property
     def note(self) -> str:
@@ -330,8 +339,15 @@ def _walk(plane: Landscape, projected: ProjectedPath):
         steps_=projected.steps[-1:],
         status_=np.array([RUNNING], dtype=np.int8),
         meta={
-            "function": plane.name,
-            "optimizer": projected.label,
+            # short: the pictures' titles add the optimizer and the point count
+            "function": f"{'PCA' if plane.method == 'pca' else plane.method} plane"
+            + (
+                f" ({' + '.join(f'{v:.0%}' for v in plane.explained)} of path)"
+                if plane.explained
+                else ""
+            ),
+            "optimizer": projected.optimizer or "training",
+            "lr": projected.lr,
             "dim": plane.dim,
             "single": True,
             "minima": [],
@@ -566,12 +582,13 @@ def _project_all(learns, kept, plane: PlaneLoss, method: str) -> list[ProjectedP
     for learn, (rows, steps) in zip(learns, kept, strict=True):
         if not len(steps):
             continue
-        label = f"{learn.plan.name} lr={learn.lr:g}"
-        paths.append(project(rows, steps, plane, label))
+        paths.append(project(rows, steps, plane, learn.plan.name, learn.lr))
     return paths
 
 
-def project(rows: torch.Tensor, steps, plane: PlaneLoss, label: str = "") -> ProjectedPath:
+def project(
+    rows: torch.Tensor, steps, plane: PlaneLoss, optimizer: str = "", lr: float = math.nan
+) -> ProjectedPath:
     """Kept weights ``(K, P)`` projected onto `plane` by least squares, with their residuals."""
     d = plane.directions.double()
     moved = rows.double() - plane.center.double()
@@ -582,12 +599,14 @@ def project(rows: torch.Tensor, steps, plane: PlaneLoss, label: str = "") -> Pro
         true_loss = plane.at_weights(rows)
         plane_loss = plane(coords)
     return ProjectedPath(
-        label=label,
+        label=f"{optimizer} lr={lr:g}" if optimizer else "",
         steps=np.asarray(steps),
         coords=coords.numpy(),
         true_loss=true_loss.double().numpy(),
         plane_loss=plane_loss.double().numpy(),
         distance=distance.numpy(),
+        optimizer=optimizer,
+        lr=lr,
     )
 
 

@@ -24,7 +24,7 @@ import torch
 
 from ..errors import DescentError
 from .callbacks import Callback
-from .functional import Weights, loss_of_weights
+from .functional import Weights, evaluating, loss_of_weights
 
 TOL = 1e-3  # relative: the Lanczos residual bound on the top eigenvalue
 ITERATIONS = 100
@@ -136,9 +136,7 @@ def sharpness(
     if y.is_floating_point():
         y = y.to(dtype)
     f = loss_of_weights(learn.model, learn.loss_fn, x, y)
-    was_training = learn.model.training
-    learn.model.eval()
-    try:
+    with evaluating(learn.model):
         found = top_eigenvalue(
             hvp(f, w),
             layout.total,
@@ -148,8 +146,6 @@ def sharpness(
             dtype=dtype,
             start=start,
         )
-    finally:
-        learn.model.train(was_training)
     learn._eigenvector = found.vector
     return found.value
 
