@@ -1,3 +1,4 @@
+import io
 import json
 import os
 import zipfile
@@ -255,3 +256,38 @@ def test_divergence_in_progress_is_called_out():
     )
     assert "diverging: f grew 5.3e+05-fold in 20 steps" in done.stdout
     assert "try --lr 0.06" in done.stdout
+
+
+def _rewrite(source, target, name, payload: bytes):
+    """A copy of an .npz with one member's bytes replaced."""
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(target, "w") as out:
+        for info in src.infolist():
+            out.writestr(info.filename, payload if info.filename == name else src.read(info))
+
+
+def test_load_refuses_devices_pipes_lying_headers_and_deep_metadata(tmp_path):
+    with pytest.raises(dl.LoadError, match="not a regular file"):
+        dl.load("/dev/zero")  # it read forever
+    pipe = tmp_path / "pipe.npz"
+    os.mkfifo(pipe)
+    with pytest.raises(dl.LoadError, match="not a regular file"):
+        dl.load(pipe)  # it waited for a writer forever
+    good = dl.descend("booth", start=(0.0, 0.0), steps=3).save(tmp_path / "run.npz")
+    with zipfile.ZipFile(good) as archive:
+        path = archive.read("path.npy")
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f4", "fortran_order": False, "shape": (10**12, 1, 2)}
+    )
+    lying = tmp_path / "lying.npz"
+    data_start = len(path) - 4 * 2 * 4  # the 4 rows x 1 point x 2 coordinates of float32
+    _rewrite(good, lying, "path.npy", header.getvalue() + path[data_start:])
+    with pytest.raises(dl.LoadError, match=r"claims 2,000,000,000,000 values of float32"):
+        dl.load(lying)  # it raised MemoryError
+    buf = io.BytesIO()
+    np.save(buf, np.array("[" * 100_000 + "]" * 100_000))
+    deep = tmp_path / "deep.npz"
+    _rewrite(good, deep, "meta.npy", buf.getvalue())
+    with pytest.raises(dl.LoadError, match="nested thousands deep"):
+        dl.load(deep)  # it raised RecursionError
+    assert dl.load(good).steps == 3

