@@ -4,10 +4,12 @@ longer than a second, and Ctrl-C turned into a clean stop."""
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 
 class Progress:
@@ -52,13 +54,22 @@ class Progress:
             self.bar.stop()
 
 
+# A run in this context stops after its current step once this says so (a server's request
+# whose client left, or that a newer request replaced): the same stop as a first Ctrl-C.
+stop_requested: contextvars.ContextVar[Callable[[], bool]] = contextvars.ContextVar(
+    "stop_requested", default=lambda: False
+)
+
+
 @contextlib.contextmanager
 def interrupt_flag():
-    """Turn the first Ctrl-C into a request to stop after the current step; a second one
-    interrupts at once. Outside the main thread signals cannot be caught, so nothing changes."""
+    """Turn the first Ctrl-C (or `stop_requested`) into a request to stop after the current
+    step; a second Ctrl-C interrupts at once. Outside the main thread signals cannot be caught,
+    so there only `stop_requested` stops a run."""
     hit = [False]
+    asked = stop_requested.get()
     if threading.current_thread() is not threading.main_thread():
-        yield lambda: False
+        yield asked
         return
 
     def handler(signum, frame):
@@ -68,6 +79,6 @@ def interrupt_flag():
 
     previous = signal.signal(signal.SIGINT, handler)
     try:
-        yield lambda: hit[0]
+        yield lambda: hit[0] or asked()
     finally:
         signal.signal(signal.SIGINT, previous)

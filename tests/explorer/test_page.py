@@ -15,6 +15,7 @@ import descentlab as dl
 from conftest import CHROMIUM_FLAGS, require_tool
 from descentlab.explorer import server
 
+TOKEN = "page-test-token"
 HASH = "#f=himmelblau&opt=gd,adam&lr=0.01,0.05&start=-0.4,-0.65&steps=200"
 
 
@@ -26,7 +27,7 @@ def base_url():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     srv = uvicorn.Server(
-        uvicorn.Config(server.app(), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.Config(server.app(token=TOKEN), host="127.0.0.1", port=port, log_level="warning")
     )
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
@@ -34,7 +35,7 @@ def base_url():
     while not srv.started:
         assert time.monotonic() < deadline, "the server did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/"
+    yield f"http://127.0.0.1:{port}/?token={TOKEN}"  # as the command prints it
     srv.should_exit = True
     thread.join(10)
 

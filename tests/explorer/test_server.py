@@ -18,9 +18,16 @@ from descentlab.explorer import server
 from descentlab.explorer.compute import LIMITS, unpack
 
 
+TOKEN = "server-test-token"
+
+
 @pytest.fixture(scope="module")
 def client():
-    return TestClient(server.app())
+    return TestClient(
+        server.app(token=TOKEN),
+        base_url="http://127.0.0.1:8765",
+        headers={"authorization": f"token {TOKEN}"},
+    )
 
 
 def test_page_and_its_files(client):
@@ -65,10 +72,10 @@ def test_run(client):
 
 
 def test_bad_requests_leave_the_server_working(client):
-    assert (
-        client.post("/api/run", content=b"{not json").json()["error"] == "the request is not JSON"
-    )
-    huge = client.post("/api/run", content=b"[" + b"1," * LIMITS["body"] + b"1]")
+    as_json = {"content-type": "application/json"}
+    bad = client.post("/api/run", content=b"{not json", headers=as_json)
+    assert bad.json()["error"] == "the request is not JSON"
+    huge = client.post("/api/run", content=b"[" + b"1," * LIMITS["body"] + b"1]", headers=as_json)
     assert huge.status_code == 413 and "at most" in huge.json()["error"]
     slow = client.post("/api/run", json={"steps": 10**7})
     assert slow.status_code == 400 and "at most 5000 steps" in slow.json()["error"]
@@ -103,11 +110,14 @@ def test_command_serves_on_localhost_and_stops_on_ctrl_c():
     )
     try:
         line = proc.stdout.readline()
-        assert f"http://127.0.0.1:{port}/" in line
+        assert f"http://127.0.0.1:{port}/?token=" in line
+        token = line.split("?token=")[1].split()[0]
+        assert len(token) >= 24
         deadline = time.monotonic() + 30
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/catalog") as r:
+                url = f"http://127.0.0.1:{port}/api/catalog?token={token}"
+                with urllib.request.urlopen(url) as r:
                     defaults = json.load(r)["defaults"]
                 break
             except OSError:

@@ -587,7 +587,7 @@ def _print_summary(run: Trajectory) -> None:
 
 cli_fit.register(app, _friendly)
 cli_bench.register(app, _friendly, _schedule)
-cli_explore.register(app, _friendly, out)
+cli_explore.register(app, _friendly, out, err)
 
 
 def _one_line(message, category, filename, lineno, line=None) -> str:

@@ -12,6 +12,8 @@ from ..errors import DescentError
 
 def _port_free(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        # as uvicorn binds: a port whose last connections are still closing (TIME_WAIT) is free
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError as exc:
@@ -21,7 +23,7 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-def register(app: typer.Typer, friendly, out) -> None:
+def register(app: typer.Typer, friendly, out, err) -> None:
     @app.command("explore")
     @friendly
     def explore_command(
@@ -30,11 +32,26 @@ def register(app: typer.Typer, friendly, out) -> None:
         lr: str = typer.Option(None, help="learning rate for all, or one each: 0.01,0.05"),
         start: str = typer.Option(None, help="start point x,y (several: 'x,y;x,y')"),
         steps: int = typer.Option(200, help="steps per walk"),
-        host: str = typer.Option("127.0.0.1", help="address to listen on (this machine only)"),
+        host: str = typer.Option(
+            "127.0.0.1",
+            help="address to listen on: 127.0.0.1 is this machine only; any other address lets "
+            "the network reach the explorer (it then needs its token, and says so)",
+        ),
         port: int = typer.Option(8765, help="port to listen on"),
         browser: bool = typer.Option(True, "--browser/--no-browser", help="open a browser"),
+        token: str = typer.Option(
+            None, help="the token /api/* needs (default: a new random one each run)"
+        ),
+        no_token: bool = typer.Option(
+            False,
+            "--no-token",
+            help="no token (on 127.0.0.1 only: any page you open can then use the explorer)",
+        ),
     ) -> None:
-        """The live explorer in your browser: click starts, drag them, slide the rates."""
+        """The live explorer in your browser: click starts, drag them, slide the rates.
+
+        The address it prints carries a token that the page sends with every request, as
+        Jupyter's does; a request from a page of another site is refused."""
         from ..explorer import compute, server
         from .app import _parse_points, _rates
 
@@ -59,7 +76,26 @@ def register(app: typer.Typer, friendly, out) -> None:
             raise DescentError(reply["error"])
         if not 0 < port < 65536:
             raise DescentError(f"--port must be from 1 to 65535, got {port}")
+        local = server.is_loopback(host)
+        if no_token and not local:
+            raise DescentError(
+                f"--no-token is for 127.0.0.1 only: on {host} the network can reach the explorer; "
+                "keep the token"
+            )
+        if token is not None and (len(token) < 8 or not token.isprintable() or " " in token):
+            raise DescentError("--token must be at least 8 printable characters without spaces")
         if not _port_free(host, port):
             raise DescentError(f"port {port} on {host} is in use; give another with --port")
-        out.print(f"descentlab explorer on {server.url_for(host, port)} (Ctrl-C stops it)")
-        server.serve(view, host=host, port=port, open_browser=browser)
+        secret = None if no_token else (token or server.new_token())
+        if not local:
+            err.print(
+                f"warning: listening on {host}: other machines on the network can reach the "
+                "explorer; only the address below, with its token, lets them use it"
+            )
+        url = server.url_for(host, port, secret)
+        out.print(f"descentlab explorer on {url} (Ctrl-C stops it)", soft_wrap=True)
+        try:
+            server.serve(view, host=host, port=port, open_browser=browser, token=secret)
+        except KeyboardInterrupt:
+            err.print("descentlab explorer stopped")
+            raise typer.Exit(130) from None

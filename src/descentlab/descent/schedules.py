@@ -271,6 +271,12 @@ def _check(key: str, s: dict, steps: int) -> None:
         number("final", 0.0)
     if key == "onecycle":
         number("pct_start", 0.0, 1.0)
+        if not 1 / max(steps, 1) < s["pct_start"] < 1:  # each phase at least one step
+            raise DescentError(
+                f"schedule 'onecycle': pct_start must leave a step to each phase, between "
+                f"{1 / max(steps, 1):.3g} and 1 (exclusive) for {steps} steps, got "
+                f"{s['pct_start']!r}"
+            )
         number("div_factor", 1e-12)
         number("final_div_factor", 1e-12)
 

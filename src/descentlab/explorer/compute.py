@@ -197,14 +197,16 @@ def answer(request: Mapping, own: Objective | None = None) -> dict:
         found = re.search(r"at column (\d+)", message)
         if found:
             reply["column"] = int(found.group(1))
-    except (ValueError, TypeError, OverflowError) as exc:  # a torch or numpy refusal
-        reply = {"error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}"}
+    except Exception as exc:  # a torch or numpy refusal, or a case no check foresaw
+        text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        reply = {"error": f"{type(exc).__name__}: {text}".rstrip(": ")}
     reply["ms"] = round((time.perf_counter() - began) * 1e3, 2)
     return reply
 
 
 def run(view: View, objective: Objective) -> dict:
     """Race the view's optimizers from its starts and pack what the page draws."""
+    _check_finite_starts(view, objective)
     warm(objective, view)
     result = race_of(view, objective)
     runs = []
@@ -213,6 +215,21 @@ def run(view: View, objective: Objective) -> dict:
     reply = {"f": _describe(view, objective), "runs": runs, "python": python_code(view)}
     reply["cli"] = cli_code(view) if view.f != PYTHON else None
     return reply
+
+
+def _check_finite_starts(view: View, objective: Objective) -> None:
+    """The user's own starts must be where f is defined (a grid may cross where it is not:
+    those walks are diverged at step 0)."""
+    if view.grid or not view.points:
+        return
+    with torch.no_grad():
+        values = objective(torch.tensor(view.points, dtype=torch.float32))
+    for (x, y), value in zip(view.points, values.tolist(), strict=True):
+        if not math.isfinite(value):
+            raise ExploreError(
+                f"f is not finite at the start ({x:g}, {y:g}) (f = {value}); choose a start "
+                "where f is defined"
+            )
 
 
 def race_of(view: View, objective: Objective):
@@ -304,11 +321,12 @@ def _pack_run(entry: Entry, run, objective: Objective, glyphs: bool) -> dict:
         "values": pack(values),
         "status": status,
         "steps": [int(s) for s in np.atleast_1d(run.steps_)],
-        "final": [float(v) for v in np.atleast_1d(run.value_)],
+        # (JSON has no nan or infinity: a walk whose value is not finite has none)
+        "final": [float(v) if math.isfinite(v) else None for v in np.atleast_1d(run.value_)],
     }
     rates = np.asarray(run.rates, dtype=np.float64) if run.meta.get("rates") else None
     if rates is not None:
-        out["rates"] = [float(r) for r in rates]
+        out["rates"] = [float(r) if math.isfinite(r) else None for r in rates]
     if glyphs:
         out["glyphs"] = glyphs_of(entry, path, objective, rates)
     return out

@@ -1,31 +1,49 @@
 """`descentlab explore`: the explorer's page on a local ASGI server (Starlette on uvicorn).
 
 The page (``static/``) asks ``POST api/run`` with one small JSON request per change and draws the
-reply (`compute.answer`). The server binds 127.0.0.1 unless told otherwise, reads at most
-`compute.LIMITS["body"]` bytes of a request, runs one request at a time in a worker thread
-(the engine is not shared across threads) and answers every problem as ``{"error": ...}``: a
-bad request never stops it.
+reply (`compute.answer`). Every page the user's browser opens can reach this server, so it
+behaves as Jupyter Server does (`Guard`, in front of every route): a request whose Host is not
+this machine's own name (localhost, 127.0.0.1, [::1]) is refused with 403 (a page elsewhere,
+through DNS rebinding, cannot drive it), ``/api/*`` needs the per-run token the printed address
+carries (``?token=`` or ``Authorization: token …``), and only ``application/json`` bodies are
+read. A request's body must arrive within `BODY_SECONDS` and hold at most
+`compute.LIMITS["body"]` bytes; requests run one at a time in a worker thread (the engine is
+not shared across threads); a running request stops at its next step when its page leaves, when
+a newer request from the same page replaces it, after `DEADLINE` seconds, or at Ctrl-C; the
+reply is encoded off the event loop. Every problem is answered ``{"error": ...}`` with a 4xx.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hmac
+import ipaddress
 import json
+import logging
+import secrets
 import threading
+import warnings
 from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
+from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from ..progress import stop_requested
 from . import compute
 
 STATIC = Path(str(files(__package__) / "static"))
 _TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html"}
 _LOCK = threading.Lock()
+LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
+BODY_SECONDS = 10.0  # a request's body must arrive within this
+DEADLINE = 30.0  # a running request is stopped after this many seconds
+log = logging.getLogger("descentlab.explorer")
 
 
 @lru_cache(maxsize=1)
@@ -36,8 +54,103 @@ def plotly_js_path() -> Path:
     return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
 
-def app(defaults: dict | None = None) -> Starlette:
-    """The ASGI application; `defaults` is the view a page without a hash opens on."""
+def new_token() -> str:
+    """A fresh token for one run of the server."""
+    return secrets.token_urlsafe(24)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or an address) is this machine only."""
+    if host in LOCAL_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_name(header: str) -> str:
+    """The name in a Host header, without its port: ``[::1]:8765`` -> ``::1``."""
+    if header.startswith("["):
+        return header[1 : header.find("]")] if "]" in header else header
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+class Guard:
+    """ASGI middleware: the Host allow-list and the token, in front of every route."""
+
+    def __init__(self, app, token: str | None, local_only: bool = True):
+        self.app, self.token, self.local_only = app, token, local_only
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            headers = dict(scope.get("headers") or [])
+            host = headers.get(b"host", b"").decode("latin-1")
+            if self.local_only and not is_loopback(_host_name(host)):
+                return await _refuse(
+                    send,
+                    403,
+                    f"blocking a request with non-local Host {host!r}: open this page at "
+                    "http://127.0.0.1 (the address descentlab explore printed)",
+                )
+            if self.token is not None and scope["path"].startswith("/api/"):
+                query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+                given = (query.get("token") or [""])[0]
+                auth = headers.get(b"authorization", b"").decode("latin-1")
+                if auth.lower().startswith("token "):
+                    given = auth[6:].strip()
+                if not hmac.compare_digest(given.encode(), self.token.encode()):
+                    return await _refuse(
+                        send,
+                        403,
+                        "this needs the explorer's token: open the address descentlab explore "
+                        "printed (it ends in ?token=...)",
+                    )
+        await self.app(scope, receive, send)
+
+
+async def _refuse(send, status: int, message: str) -> None:
+    body = json.dumps({"error": message}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", b"%d" % len(body)),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class Work:
+    """One request in flight: its stop flag and why it stopped."""
+
+    def __init__(self):
+        self.stop = threading.Event()
+        self.why = ""
+
+    def cancel(self, why: str) -> None:
+        if not self.stop.is_set():
+            self.why = why
+            self.stop.set()
+
+
+_RUNNING: dict[str, Work] = {}  # the request in flight of each page
+_ALL: set[Work] = set()  # every request in flight (Ctrl-C stops them all)
+
+
+def stop_all(why: str) -> None:
+    """Stop every request in flight at its next step."""
+    for work in list(_ALL):
+        work.cancel(why)
+
+
+def app(defaults: dict | None = None, token: str | None = None, local_only: bool = True):
+    """The ASGI application; `defaults` is the view a page without a hash opens on, `token`
+    the one ``/api/*`` needs (None: none, for ``--no-token`` on this machine only),
+    `local_only` refuses a Host that is not this machine's."""
     start = {**DEFAULTS, **(defaults or {})}
 
     async def index(request: Request) -> Response:
@@ -56,34 +169,106 @@ def app(defaults: dict | None = None) -> Starlette:
         return JSONResponse({**compute.catalog(), "defaults": start})
 
     async def run(request: Request) -> Response:
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > compute.LIMITS["body"]:
-                return JSONResponse(
-                    {"error": f"a request may have at most {compute.LIMITS['body']:,} bytes"},
-                    status_code=413,
-                )
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind != "application/json":
+            return JSONResponse(
+                {"error": f"the request must be application/json, not {kind or 'untyped'!r}"},
+                status_code=415,
+            )
+        try:
+            body = await asyncio.wait_for(_body(request), BODY_SECONDS)
+        except TimeoutError:
+            return JSONResponse(
+                {"error": f"the request's body did not arrive within {BODY_SECONDS:g} s"},
+                status_code=408,
+            )
+        except ClientDisconnect:
+            log.debug("a client left while sending its request")
+            return Response(status_code=400)
+        if body is None:
+            return JSONResponse(
+                {"error": f"a request may have at most {compute.LIMITS['body']:,} bytes"},
+                status_code=413,
+            )
         try:
             asked = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return JSONResponse({"error": "the request is not JSON"}, status_code=400)
-        reply = await run_in_threadpool(_answer, asked)
-        return JSONResponse(reply, status_code=400 if "error" in reply else 200)
+        work = Work()
+        page = request.headers.get("x-descentlab-page")
+        if page:
+            previous = _RUNNING.get(page)
+            if previous is not None:
+                previous.cancel("a newer request from this page replaced it")
+            _RUNNING[page] = work
+        _ALL.add(work)
+        try:
+            task = asyncio.ensure_future(run_in_threadpool(_answer, asked, work))
+            while not task.done():
+                await asyncio.wait({task}, timeout=0.1)
+                if not task.done() and await request.is_disconnected():
+                    work.cancel("the page that asked left")
+            reply, status = task.result()
+        except asyncio.CancelledError:  # the server stops (Ctrl-C): nobody reads a reply
+            work.cancel("the server is stopping")
+            return Response(status_code=503)
+        finally:
+            _ALL.discard(work)
+            if page and _RUNNING.get(page) is work:
+                del _RUNNING[page]
+        encoded = await run_in_threadpool(_encode, reply)
+        return Response(encoded, status_code=status, media_type="application/json")
 
-    return Starlette(
-        routes=[
-            Route("/", index),
-            Route("/api/catalog", catalog),
-            Route("/api/run", run, methods=["POST"]),
-            Route("/{name:str}", static),
-        ]
+    return Guard(
+        Starlette(
+            routes=[
+                Route("/", index),
+                Route("/api/catalog", catalog),
+                Route("/api/run", run, methods=["POST"]),
+                Route("/{name:str}", static),
+            ]
+        ),
+        token,
+        local_only,
     )
 
 
-def _answer(asked) -> dict:
-    with _LOCK:
-        return compute.answer(asked)
+async def _body(request: Request) -> bytes | None:
+    """The request's body, or None when it is over the limit."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > compute.LIMITS["body"]:
+            return None
+    return body
+
+
+def _answer(asked, work: Work) -> tuple[dict, int]:
+    """Answer one request in this worker thread, stopping when `work` says so."""
+    context = stop_requested.set(work.stop.is_set)
+    timer = threading.Timer(DEADLINE, work.cancel, args=(f"it ran past {DEADLINE:g} s",))
+    try:
+        with _LOCK, warnings.catch_warnings():
+            # (a note such as "each point runs alone" is for a Python user, not a server log)
+            warnings.simplefilter("ignore")
+            if work.stop.is_set():
+                return {"error": f"not run: {work.why}"}, 409
+            timer.start()
+            reply = compute.answer(asked)
+    finally:
+        timer.cancel()
+        stop_requested.reset(context)
+    if work.stop.is_set():
+        return {"error": f"stopped: {work.why}"}, 409
+    return reply, (400 if "error" in reply else 200)
+
+
+def _encode(reply: dict) -> bytes:
+    try:  # (JSON has no nan or infinity; the reply never should hold one)
+        return json.dumps(reply, separators=(",", ":"), allow_nan=False).encode()
+    except ValueError:
+        message = "the reply held a value that is not finite; try other starts or rates"
+        return json.dumps({"error": message}).encode()
 
 
 _SHIPPED = {"explorer.js", "explorer.css", "page.js", "index.html"}
@@ -100,9 +285,24 @@ DEFAULTS = {
 }
 
 
-def url_for(host: str, port: int) -> str:
+def url_for(host: str, port: int, token: str | None = None) -> str:
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    return f"http://{shown}:{port}/"
+    shown = f"[{shown}]" if ":" in shown else shown
+    return f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
+
+
+def _server(config):
+    """uvicorn's server, stopped at the first Ctrl-C: the requests in flight stop at their next
+    step and it does not wait for their connections to close."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame):
+            stop_all("the server is stopping")
+            self.force_exit = True
+            super().handle_exit(sig, frame)
+
+    return Server(config)
 
 
 def serve(
@@ -111,14 +311,23 @@ def serve(
     port: int = 8765,
     open_browser: bool = True,
     ready=None,
+    token: str | None = None,
 ) -> None:
     """Run the server until Ctrl-C. `ready(url)` is called once it listens (the CLI prints the
-    address and opens the browser there)."""
+    address and opens the browser there). `token`: the one ``/api/*`` needs (None: none;
+    only on this machine's loopback address)."""
     import uvicorn
 
-    config = uvicorn.Config(app(defaults), host=host, port=port, log_level="warning")
-    server = uvicorn.Server(config)
-    url = url_for(host, port)
+    config = uvicorn.Config(
+        app(defaults, token, local_only=is_loopback(host)),
+        host=host,
+        port=port,
+        log_level="warning",
+        timeout_keep_alive=5,
+        lifespan="off",  # (no startup or shutdown work; a forced exit leaves no task behind)
+    )
+    server = _server(config)
+    url = url_for(host, port, token)
 
     def announce():
         while not server.started:

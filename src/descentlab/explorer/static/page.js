@@ -71,7 +71,7 @@ class PageModel {
     if (msg.type !== "run") return;
     let reply;
     try {
-      const res = await fetch("api/run", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(msg.request) });
+      const res = await fetch("api/run", { method: "POST", headers: { ...HEADERS, "content-type": "application/json" }, body: JSON.stringify(msg.request) });
       reply = await res.json();
     } catch (e) {
       reply = { error: `the server did not answer (${e.message}); is descentlab explore still running?`, ms: 0 };
@@ -83,8 +83,14 @@ class PageModel {
   }
 }
 
+// the server's token (the address it printed ends in ?token=...), and this page's own id: a
+// newer request from this page stops the one still running
+const TOKEN = new URLSearchParams(location.search).get("token");
+const HEADERS = { ...(TOKEN ? { authorization: `token ${TOKEN}` } : {}), "x-descentlab-page": Math.random().toString(36).slice(2) };
+
 export async function start(el) {
-  const catalog = await (await fetch("api/catalog")).json();
+  const catalog = await (await fetch("api/catalog", { headers: HEADERS })).json();
+  if (catalog.error) { el.textContent = catalog.error; return; }
   const model = new PageModel(fromHash(location.hash, catalog.defaults), catalog);
   window.addEventListener("hashchange", () => model.replace(fromHash(location.hash, catalog.defaults)));
   window.descentlabModel = model; // for tests and the curious

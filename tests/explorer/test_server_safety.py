@@ -1,0 +1,243 @@
+"""The explorer's server, tried as a page of another site and as a careless client would, against
+a real uvicorn server on 127.0.0.1: what it refuses, what it answers, what it stops."""
+
+import http.client
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import pytest
+import uvicorn
+from typer.testing import CliRunner
+
+from descentlab.cli import app as cli
+from descentlab.explorer import server
+
+TOKEN = "safety-test-token"
+# an lbfgs grid on a long formula: each of its 400 points runs alone, for many seconds
+HEAVY = {
+    "f": " + ".join(f"0.01*sin({i}*x)*cos(y+{i})" for i in range(1, 12)) + " + x**2 + y**2",
+    "opt": ["lbfgs"],
+    "grid": 20,
+    "steps": 2000,
+    "surface": 0,
+}
+LIGHT = {"f": "booth", "opt": ["gd"], "start": [[1.0, 1.0]], "steps": 10, "surface": 0}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def port():
+    number = _free_port()
+    srv = uvicorn.Server(
+        uvicorn.Config(server.app(token=TOKEN), host="127.0.0.1", port=number, log_level="warning")
+    )
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started:
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    yield number
+    server.stop_all("the tests are done")
+    srv.should_exit = True
+    thread.join(10)
+
+
+def ask(port, path="/api/run", body=None, headers=None, method="POST", timeout=60):
+    """(status, reply) of one request, its headers as given (the Host one included)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    sent = {
+        "Host": f"127.0.0.1:{port}",
+        "Content-Type": "application/json",
+        "Authorization": f"token {TOKEN}",
+        **(headers or {}),
+    }
+    payload = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+    conn.request(method, path, body=payload, headers={k: v for k, v in sent.items() if v})
+    answer = conn.getresponse()
+    text = answer.read()
+    conn.close()
+    # strict JSON: a nan or an infinity in a reply is not JSON a browser can read
+    return answer.status, json.loads(text, parse_constant=lambda c: pytest.fail(c)) if text else {}
+
+
+def test_a_page_from_elsewhere_cannot_drive_it(port):
+    status, reply = ask(port, body=LIGHT, headers={"Host": f"evil.example:{port}"})
+    assert status == 403 and "non-local Host 'evil.example" in reply["error"]
+    status, reply = ask(
+        port,
+        body=LIGHT,
+        headers={"Host": f"evil.example:{port}", "Content-Type": "text/plain", "Origin": "x"},
+    )
+    assert status == 403  # what a browser sends cross-site without asking first
+    status, reply = ask(port, body=LIGHT, headers={"Content-Type": "text/plain"})
+    assert status == 415 and "must be application/json" in reply["error"]
+    status, reply = ask(port, body=LIGHT, headers={"Authorization": None})
+    assert status == 403 and "needs the explorer's token" in reply["error"]
+    status, _ = ask(port, body=LIGHT, headers={"Authorization": "token wrong-token"})
+    assert status == 403
+    status, _ = ask(port, path="/api/catalog", method="GET", headers={"Authorization": None})
+    assert status == 403
+    status, reply = ask(
+        port, path=f"/api/catalog?token={TOKEN}", method="GET", headers={"Authorization": None}
+    )
+    assert status == 200 and reply["defaults"]["f"] == "himmelblau"
+    for host in (f"localhost:{port}", f"[::1]:{port}", f"127.0.0.1:{port}"):
+        assert ask(port, body=LIGHT, headers={"Host": host})[0] == 200, host
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/") as page:  # the page needs none
+        assert page.status == 200
+
+
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    [
+        ({"f": "log(x) + y", "start": [[-1, 1]]}, "f is not finite at the start (-1, 1)"),
+        ({"f": "sqrt(x) + y", "start": [[-1, 1]]}, "f is not finite at the start (-1, 1)"),
+        ({"f": "x/0 + y", "start": [[1, 1]]}, "(f = inf)"),
+        (
+            {"f": "booth", "schedule": {"name": "onecycle", "pct_start": 1}},
+            "pct_start must leave a step to each phase",
+        ),
+    ],
+)
+def test_ordinary_mistakes_are_answered_in_one_line(port, request_, message):
+    status, reply = ask(port, body={**request_, "steps": 20, "surface": 0})
+    assert status == 400 and message in reply["error"], reply
+
+
+def test_replies_are_json_a_browser_reads_and_deep_json_is_refused(port):
+    huge_rate = {"name": "exponential", "floor": 1e308}
+    status, reply = ask(port, body={**LIGHT, "schedule": huge_rate})
+    assert status == 200 and reply["runs"][0]["rates"][0] is None  # an infinite float32 rate
+    status, reply = ask(port, body=b"[" * 20_000 + b"]" * 20_000)
+    assert status == 400 and reply["error"] == "the request is not JSON"
+    grid = {"f": "log(x) + y", "opt": ["gd"], "grid": 4, "steps": 5, "surface": 0}
+    status, reply = ask(port, body=grid)  # a grid may cross where f is not defined
+    assert status == 200 and None in reply["runs"][0]["final"]
+
+
+def test_a_half_sent_request_is_answered_and_closed(port, monkeypatch):
+    monkeypatch.setattr(server, "BODY_SECONDS", 1.0)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(
+            f"POST /api/run HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: token {TOKEN}"
+            '\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"f":'.encode()
+        )
+        began = time.monotonic()
+        head = s.recv(4096).decode()
+    assert head.startswith("HTTP/1.1 408") and time.monotonic() - began < 5
+
+
+def _in_background(port, body, headers=None):
+    out = {}
+
+    def go():
+        out["began"] = time.monotonic()
+        out["answer"] = ask(port, body=body, headers=headers)
+        out["took"] = time.monotonic() - out["began"]
+
+    thread = threading.Thread(target=go)
+    thread.start()
+    return thread, out
+
+
+def test_a_newer_request_from_the_same_page_stops_the_running_one(port):
+    heavy, first = _in_background(port, HEAVY, {"X-Descentlab-Page": "page-1"})
+    time.sleep(1.0)
+    began = time.monotonic()
+    status, reply = ask(port, body=LIGHT, headers={"X-Descentlab-Page": "page-1"})
+    assert status == 200 and reply["runs"][0]["steps"] == [10]
+    assert time.monotonic() - began < 5  # not behind the heavy one (alone: tens of seconds)
+    heavy.join(10)
+    status, reply = first["answer"]
+    assert status == 409 and "a newer request from this page replaced it" in reply["error"]
+
+
+def test_a_request_whose_page_left_stops(port):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        body = json.dumps(HEAVY).encode()
+        s.sendall(
+            f"POST /api/run HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: token {TOKEN}"
+            f"\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        time.sleep(1.0)
+    began = time.monotonic()
+    status, _ = ask(port, body=LIGHT, headers={"X-Descentlab-Page": "another page"})
+    assert status == 200 and time.monotonic() - began < 5
+
+
+def test_a_request_past_the_deadline_is_stopped(port, monkeypatch):
+    monkeypatch.setattr(server, "DEADLINE", 1.0)
+    began = time.monotonic()
+    status, reply = ask(port, body=HEAVY)
+    assert status == 409 and "it ran past 1 s" in reply["error"]
+    assert time.monotonic() - began < 5
+
+
+def test_ctrl_c_stops_a_busy_server_at_once():
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "descentlab.cli", "explore", "booth", "--no-browser"]
+        + ["--port", str(port), "--token", TOKEN],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert f"?token={TOKEN}" in proc.stdout.readline()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                ask(port, path="/api/catalog", method="GET", timeout=5)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, proc.stderr.read()
+                time.sleep(0.2)
+        _in_background_quietly(port)
+        time.sleep(1.5)  # the heavy request is running
+        proc.send_signal(signal.SIGINT)
+        began = time.monotonic()
+        assert proc.wait(timeout=10) == 130
+        assert time.monotonic() - began < 5
+        assert proc.stderr.read() == "descentlab explorer stopped\n"  # one line, no traceback
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _in_background_quietly(port):
+    def go():
+        try:
+            ask(port, body=HEAVY, timeout=30)
+        except OSError:
+            pass  # the server went away, as it should
+
+    threading.Thread(target=go, daemon=True).start()
+
+
+def test_another_address_than_loopback_warns_and_keeps_the_token(monkeypatch):
+    served = {}
+    monkeypatch.setattr(server, "serve", lambda view, **kw: served.update(kw))
+    monkeypatch.setattr("descentlab.cli.explore._port_free", lambda host, port: True)
+    done = CliRunner().invoke(cli, ["explore", "--host", "0.0.0.0", "--no-browser"])
+    assert done.exit_code == 0, done.output
+    assert "warning: listening on 0.0.0.0: other machines on the network" in done.output
+    assert served["token"] and f"?token={served['token']}" in done.output
+    refused = CliRunner().invoke(cli, ["explore", "--host", "0.0.0.0", "--no-token"])
+    assert refused.exit_code == 2 and "--no-token is for 127.0.0.1 only" in refused.output
+    short = CliRunner().invoke(cli, ["explore", "--token", "abc", "--no-browser"])
+    assert short.exit_code == 2 and "at least 8 printable characters" in short.output
+    help_text = CliRunner().invoke(cli, ["explore", "--help"]).output
+    assert "the network reach the explorer" in " ".join(help_text.split())
