@@ -17,7 +17,6 @@ from descentlab.cli import app as cli
 from descentlab.explorer import server
 from descentlab.explorer.compute import LIMITS, unpack
 
-
 TOKEN = "server-test-token"
 
 

@@ -1,8 +1,10 @@
 """The explorer's server, tried as a page of another site and as a careless client would, against
 a real uvicorn server on 127.0.0.1: what it refuses, what it answers, what it stops."""
 
+import contextlib
 import http.client
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -16,7 +18,7 @@ import uvicorn
 from typer.testing import CliRunner
 
 from descentlab.cli import app as cli
-from descentlab.explorer import server
+from descentlab.explorer import compute, server
 
 TOKEN = "safety-test-token"
 # an lbfgs grid on a long formula: each of its 400 points runs alone, for many seconds
@@ -152,7 +154,30 @@ def _in_background(port, body, headers=None):
     return thread, out
 
 
-def test_a_newer_request_from_the_same_page_stops_the_running_one(port):
+@pytest.fixture
+def unbudgeted(monkeypatch):
+    """No budget: a heavy request runs (to try what stops it)."""
+    monkeypatch.setitem(compute.LIMITS, "seconds", 1e9)
+    monkeypatch.setitem(compute.LIMITS, "reply", 1e12)
+
+
+def test_a_heavy_request_is_refused_before_it_runs_with_the_figure(port):
+    began = time.monotonic()
+    status, reply = ask(port, body=HEAVY)
+    assert status == 400 and time.monotonic() - began < 2
+    assert "s of work; the explorer runs at most 2 s a request: use at most" in reply["error"]
+    # the issue's case: 8 x lbfgs on a 50 x 50 grid with a 384-character formula
+    formula = (HEAVY["f"] + " + 0.001*x*y") * 1
+    worst = {**HEAVY, "f": formula, "opt": ["lbfgs"] * 8, "grid": 50, "steps": 200}
+    status, reply = ask(port, body=worst)
+    assert status == 400 and "s of work" in reply["error"]
+    big = {"f": "booth", "opt": ["gd", "momentum", "rmsprop", "adam"], "grid": 50, "steps": 200}
+    status, reply = ask(port, body=big)  # quick to run, 32 MB to send
+    assert status == 400 and "the reply would be about 32 MB" in reply["error"]
+    assert ask(port, path="/api/catalog", method="GET")[1]["limits"]["seconds"] == 2.0
+
+
+def test_a_newer_request_from_the_same_page_stops_the_running_one(port, unbudgeted):
     heavy, first = _in_background(port, HEAVY, {"X-Descentlab-Page": "page-1"})
     time.sleep(1.0)
     began = time.monotonic()
@@ -164,7 +189,7 @@ def test_a_newer_request_from_the_same_page_stops_the_running_one(port):
     assert status == 409 and "a newer request from this page replaced it" in reply["error"]
 
 
-def test_a_request_whose_page_left_stops(port):
+def test_a_request_whose_page_left_stops(port, unbudgeted):
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         body = json.dumps(HEAVY).encode()
         s.sendall(
@@ -178,7 +203,7 @@ def test_a_request_whose_page_left_stops(port):
     assert status == 200 and time.monotonic() - began < 5
 
 
-def test_a_request_past_the_deadline_is_stopped(port, monkeypatch):
+def test_a_request_past_the_deadline_is_stopped(port, monkeypatch, unbudgeted):
     monkeypatch.setattr(server, "DEADLINE", 1.0)
     began = time.monotonic()
     status, reply = ask(port, body=HEAVY)
@@ -189,8 +214,10 @@ def test_a_request_past_the_deadline_is_stopped(port, monkeypatch):
 def test_ctrl_c_stops_a_busy_server_at_once():
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "descentlab.cli", "explore", "booth", "--no-browser"]
-        + ["--port", str(port), "--token", TOKEN],
+        [
+            *(sys.executable, "-m", "descentlab.cli", "explore", "booth", "--no-browser"),
+            *("--port", str(port), "--token", TOKEN, "--budget", "1000"),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -219,10 +246,8 @@ def test_ctrl_c_stops_a_busy_server_at_once():
 
 def _in_background_quietly(port):
     def go():
-        try:
+        with contextlib.suppress(OSError):  # the server went away, as it should
             ask(port, body=HEAVY, timeout=30)
-        except OSError:
-            pass  # the server went away, as it should
 
     threading.Thread(target=go, daemon=True).start()
 
@@ -240,4 +265,59 @@ def test_another_address_than_loopback_warns_and_keeps_the_token(monkeypatch):
     short = CliRunner().invoke(cli, ["explore", "--token", "abc", "--no-browser"])
     assert short.exit_code == 2 and "at least 8 printable characters" in short.output
     help_text = CliRunner().invoke(cli, ["explore", "--help"]).output
-    assert "the network reach the explorer" in " ".join(help_text.split())
+    words = " ".join(re.sub(r"[│╭╮╰╯─]", " ", help_text).split())
+    assert "any other address lets the network reach the explorer" in words
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * 4096 / 1e6
+
+
+def test_drags_do_not_wait_behind_a_heavy_request_and_memory_returns(port):
+    # as heavy as the budget allows: L-BFGS from a 6 x 6 grid, estimated at about 1.4 s
+    heavy = {"f": "himmelblau", "opt": ["lbfgs"], "grid": 6, "steps": 50, "surface": 0}
+    assert ask(port, body=heavy)[0] == 200
+    before = _rss_mb()
+    latencies, statuses, stop = [], [], time.monotonic() + 3
+
+    def heavy_loop():
+        while time.monotonic() < stop:
+            statuses.append(ask(port, body=heavy, headers={"X-Descentlab-Page": "heavy"})[0])
+
+    def dragging(page):
+        x = 0.0
+        while time.monotonic() < stop:
+            x += 0.01
+            drag = {**LIGHT, "start": [[x, 1.0]], "steps": 200}
+            began = time.monotonic()
+            statuses.append(ask(port, body=drag, headers={"X-Descentlab-Page": page})[0])
+            latencies.append(time.monotonic() - began)
+
+    threads = [threading.Thread(target=heavy_loop)]
+    threads += [threading.Thread(target=dragging, args=(f"drag-{i}",)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert set(statuses) == {200} and len(latencies) > 20
+    p95 = sorted(latencies)[int(0.95 * len(latencies))]
+    assert p95 < compute.LIMITS["seconds"], p95
+    # six clients that never read a large reply: the server's memory comes back
+    large = {"f": "booth", "opt": ["gd", "adam"], "grid": 30, "steps": 200}  # about 6 MB each
+    sockets = []
+    for _ in range(6):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        body = json.dumps(large).encode()
+        s.sendall(
+            f"POST /api/run HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: token {TOKEN}"
+            f"\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        sockets.append(s)
+    time.sleep(3)
+    for s in sockets:
+        s.close()
+    assert ask(port, body=LIGHT)[0] == 200
+    print(f"drag p95 {p95:.2f} s over {len(latencies)}; memory {_rss_mb() - before:+.0f} MB")
+    assert _rss_mb() - before < 150

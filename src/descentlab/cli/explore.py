@@ -42,6 +42,11 @@ def register(app: typer.Typer, friendly, out, err) -> None:
         token: str = typer.Option(
             None, help="the token /api/* needs (default: a new random one each run)"
         ),
+        budget: float = typer.Option(
+            None,
+            help="seconds of work one request may ask for, as estimated before it runs "
+            "(default 2); more lets a page hold the server longer",
+        ),
         no_token: bool = typer.Option(
             False,
             "--no-token",
@@ -76,6 +81,11 @@ def register(app: typer.Typer, friendly, out, err) -> None:
             raise DescentError(reply["error"])
         if not 0 < port < 65536:
             raise DescentError(f"--port must be from 1 to 65535, got {port}")
+        if budget is not None:
+            if not 0 < budget <= 3600:
+                raise DescentError(f"--budget must be in (0, 3600] seconds, got {budget:g}")
+            compute.LIMITS["seconds"] = budget
+            server.DEADLINE = max(server.DEADLINE, 3 * budget)
         local = server.is_loopback(host)
         if no_token and not local:
             raise DescentError(

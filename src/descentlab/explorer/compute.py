@@ -43,7 +43,18 @@ LIMITS = {
     "formula": 400,  # characters
     "work": 4_000_000,  # optimizers x starts x steps
     "body": 65_536,  # bytes of one request
+    "seconds": 2.0,  # the work one request may ask for, as `cost` estimates it
+    "reply": 8_000_000,  # bytes of one reply, as `reply_bytes` estimates it
 }
+# `cost`'s model, in seconds, from the eager engine's times on this project's machine
+# (benchmarks/results/explorer.md), rounded up: a step's own cost and a point's, each growing
+# with the size of f (its tokens); a class run point by point (L-BFGS) pays per point and
+# step; Newton's Hessian costs most
+_STEP, _STEP_PER_TOKEN, _POINT_PER_TOKEN = 4e-4, 1e-5, 3e-9
+_ALONE, _ALONE_PER_TOKEN = 3e-4, 2e-5
+_NEWTON, _NEWTON_PER_TOKEN, _NEWTON_POINT_PER_TOKEN = 1e-3, 2.5e-4, 2e-6
+# bytes a point's step adds to a reply: path, value, and for the user's own starts the arrows
+_ROW_BYTES, _ROW_BYTES_WITH_ARROWS, _SURFACE_BYTES = 16, 60, 100_000
 SURFACE = 121  # samples per axis of the contour map
 DEFAULT_BOX = ((-5.0, 5.0), (-5.0, 5.0))
 # the hyper-parameters the page offers per optimizer (anything else: Python or the CLI)
@@ -181,7 +192,59 @@ def parse(request: Mapping, own: Objective | None = None) -> tuple[View, Objecti
             f"{len(entries)} optimizers x {view.n_starts} starts x {steps} steps is {work:,} "
             f"point-steps; the explorer runs at most {LIMITS['work']:,} (fewer starts or steps)"
         )
+    _check_budget(view, objective)
     return view, objective
+
+
+def _tokens(objective: Objective) -> int:
+    """The size of f: the tokens of its formula (names, numbers, operators), at least 10."""
+    text = objective.formula or ""
+    return max(10, len(re.findall(r"[A-Za-z_]+|\d+\.?\d*|[-+*/^|()]", text)) or 40)
+
+
+def cost(view: View, objective: Objective) -> float:
+    """The seconds the view's race may take on the eager engine (compiled runs take less)."""
+    size, n = _tokens(objective), view.n_starts
+    total = 0.0
+    for e in view.entries:
+        plan = optimizers.resolve(e.name, e.lr, **e.hyper)
+        if e.name == "newton":
+            per_step = _NEWTON + _NEWTON_PER_TOKEN * size + n * _NEWTON_POINT_PER_TOKEN * size
+        elif not plan.batched:  # each point alone, with its own optimizer
+            per_step = n * (_ALONE + _ALONE_PER_TOKEN * size)
+        else:
+            per_step = _STEP + _STEP_PER_TOKEN * size + n * _POINT_PER_TOKEN * size
+        total += view.steps * per_step
+    return total
+
+
+def reply_bytes(view: View) -> int:
+    """The size the view's reply will have, about."""
+    row = _ROW_BYTES if view.grid else _ROW_BYTES_WITH_ARROWS
+    rows = len(view.entries) * view.n_starts * (view.steps + 1)
+    return rows * row + _SURFACE_BYTES * view.surface
+
+
+def _check_budget(view: View, objective: Objective) -> None:
+    """Refuse, before it runs, a view that would take longer than `LIMITS["seconds"]` or whose
+    reply would be larger than `LIMITS["reply"]`, naming the figure and what would fit."""
+    if objective.style == "network" or view.f == PYTHON:
+        return  # a notebook's own function: its kernel, its time
+    seconds, budget = cost(view, objective), LIMITS["seconds"]
+    if seconds > budget:
+        fewer = max(1, int(view.steps * budget / seconds))
+        raise ExploreError(
+            f"this asks for about {seconds:.3g} s of work; the explorer runs at most "
+            f"{budget:g} s a request: use at most {fewer} steps, fewer starts or another "
+            "optimizer (or run it in Python: copy as Python)"
+        )
+    size, most = reply_bytes(view), LIMITS["reply"]
+    if size > most:
+        fewer = max(1, int(view.steps * most / size))
+        raise ExploreError(
+            f"the reply would be about {size / 1e6:.0f} MB; the explorer sends at most "
+            f"{most / 1e6:g} MB: use at most {fewer} steps, a smaller grid or fewer optimizers"
+        )
 
 
 def answer(request: Mapping, own: Objective | None = None) -> dict:

@@ -257,3 +257,29 @@ def test_what_killed_builds_left_is_removed_by_the_next_build(empty):
         ".so",
         ".sum",
     ]
+
+
+def test_the_cache_keeps_the_most_recently_used_libraries_within_its_bound(empty, monkeypatch):
+    empty.mkdir(parents=True)
+    now = time.time()
+    for age, name in enumerate(["newest", "middle", "oldest"]):
+        lib = empty / f"{name}.so"
+        lib.write_bytes(b"x" * 600_000)
+        (empty / f"{name}.sum").write_text("{}")
+        os.utime(lib, (now - 100 * (age + 1),) * 2)
+    monkeypatch.setenv("DESCENTLAB_KERNEL_CACHE_MB", "1")
+    kernels.kernel(spec_for())  # a new build, 1 MB allowed: the oldest two go
+    names = sorted(p.stem for p in libraries(empty))
+    assert "newest" in names and "middle" not in names and "oldest" not in names
+    assert len(names) == 2 and not (empty / "oldest.sum").exists()
+    # a library loaded from disk counts as used: it outlives an older one
+    fresh = libraries(empty)[0] if libraries(empty)[0].stem != "newest" else libraries(empty)[1]
+    os.utime(fresh, (now - 1000,) * 2)
+    monkeypatch.setattr(build, "_LIBRARIES", {})
+    for name in ("_KERNELS", "_SOURCES", "_CHECKED"):
+        monkeypatch.setattr(kernels, name, {})
+    kernels.kernel(spec_for())
+    assert fresh.stat().st_mtime > now - 10
+    monkeypatch.setenv("DESCENTLAB_KERNEL_CACHE_MB", "0")
+    build.trim(empty, keep=fresh)  # the one in use stays, whatever the bound
+    assert libraries(empty) == [fresh]

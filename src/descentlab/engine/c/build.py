@@ -14,6 +14,9 @@ The cache never breaks a run:
 - Only a deterministic failure (the compiler's own error message) is remembered, as
   ``<name>.failed``; a signal, a full disk or a timeout is not, and the next run tries again.
 - Build folders left by a build that was killed are removed by the next build in that folder.
+- The cache is bounded: after each build, the least recently used libraries are removed until
+  the folder holds at most ``$DESCENTLAB_KERNEL_CACHE_MB`` megabytes (default 200, a thousand
+  or so loops; loading a library from disk marks it used).
 
 Where: ``$DESCENTLAB_KERNEL_CACHE``, else ``$XDG_CACHE_HOME/descentlab/c`` (by default
 ``~/.cache/descentlab/c``); ``DESCENTLAB_KERNEL_CACHE=off`` keeps libraries in a private folder
@@ -69,6 +72,7 @@ _TRANSIENT = (
     "signal terminated",
 )
 _STALE_S = 3600.0  # an orphaned temporary file older than this is removed
+CACHE_MB = 200.0  # the cache's default bound (`DESCENTLAB_KERNEL_CACHE_MB`)
 
 _LIBRARIES: dict[str, ctypes.CDLL] = {}
 _PRIVATE: list[tempfile.TemporaryDirectory] = []
@@ -251,6 +255,8 @@ def _build_file(text: str, lib: Path, cancelled) -> Path:
     if reason:
         raise Unsupported(reason)
     if _verified(lib):
+        with contextlib.suppress(OSError):  # used now: the last the cache's bound removes
+            os.utime(lib)
         return lib
     try:
         _compile(text, lib, cancelled)
@@ -294,6 +300,37 @@ def _compile(text: str, lib: Path, cancelled) -> None:
                 os.close(fd)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    trim(where, keep=lib)
+
+
+def cache_bound() -> float:
+    """The cache's bound in bytes: ``$DESCENTLAB_KERNEL_CACHE_MB`` megabytes (default 200)."""
+    given = os.environ.get("DESCENTLAB_KERNEL_CACHE_MB", "")
+    try:
+        megabytes = float(given) if given.strip() else CACHE_MB
+    except ValueError:
+        megabytes = CACHE_MB
+    return max(megabytes, 0.0) * 1e6
+
+
+def trim(where: Path, keep: Path | None = None) -> None:
+    """Remove the least recently used libraries of `where` (with their digests) until it
+    holds at most `cache_bound` bytes; `keep` (the one just built) stays."""
+    try:
+        entries = [e for e in os.scandir(where) if e.name.endswith(".so")]
+        sized = [(e.stat().st_mtime, e.stat().st_size, Path(e.path)) for e in entries]
+    except OSError:
+        return
+    total, bound = sum(size for _, size, _ in sized), cache_bound()
+    for _, size, lib in sorted(sized, key=lambda item: item[0]):  # oldest use first
+        if total <= bound:
+            break
+        if keep is not None and lib == keep:
+            continue
+        discard(lib)
+        with contextlib.suppress(OSError):
+            lib.with_suffix(".failed").unlink()
+        total -= size
 
 
 def _run_compiler(argv: list[str], lib: Path, cancelled) -> None:
