@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import math
 import os
 
@@ -150,6 +151,7 @@ def refuse_failed_allocations(fn):
 
     @functools.wraps(fn)
     def guarded(*args, **kwargs):
+        token = _RUN.set(None)
         try:
             return fn(*args, **kwargs)
         except (MemoryError, RuntimeError) as exc:
@@ -158,10 +160,48 @@ def refuse_failed_allocations(fn):
             room, name = min(limits())
             raise MemoryNeedError(
                 f"the run ran out of memory under {name}, {_gb(room)} left: {_what_failed(exc)};"
-                " use fewer points, fewer steps, or record='final'"
+                f" {_advice(exc)}"
             ) from None
+        finally:
+            _RUN.reset(token)
 
     return guarded
+
+
+# the run in progress, for the advice after an allocation failed: its points, whether it
+# records, and the room and the process's size when it began
+_RUN: contextvars.ContextVar[dict | None] = contextvars.ContextVar("run", default=None)
+
+
+def note_run(n: int, recording: bool) -> None:
+    """Say, before a run's arrays are allocated, how many points it has and whether it
+    records, so that an allocation that fails can be answered with what would fit."""
+    _RUN.set(
+        {
+            "n": n,
+            "recording": recording,
+            "room": min(room for room, _ in limits()),
+            "size": _status_bytes("VmSize") or 0.0,
+        }
+    )
+
+
+def _advice(exc: BaseException) -> str:
+    """What would fit: from what the run had taken when the allocation failed, the points that
+    the room it began with holds (the recording's remedy only when it records)."""
+    import re
+
+    run = _RUN.get()
+    if run is None or not run["n"] or not math.isfinite(run["room"]):
+        return "use fewer points, fewer steps, or record='final'"
+    asked = re.search(r"tried to allocate (\d+) bytes", str(exc))
+    taken = max(0.0, (_status_bytes("VmSize") or 0.0) - run["size"])
+    taken += float(asked.group(1)) if asked else 0.0
+    per_point = max(taken / run["n"], 1.0)
+    # (what it had taken when it failed is less than it needs at its peak: half the room)
+    fits = max(1, int(0.5 * run["room"] / per_point))
+    more = ", or record='final'" if run["recording"] else ""
+    return f"use at most about {fits:,} points{more}"
 
 
 def _what_failed(exc: BaseException) -> str:

@@ -41,9 +41,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def port():
     number = _free_port()
-    srv = uvicorn.Server(
-        uvicorn.Config(server.app(token=TOKEN), host="127.0.0.1", port=number, log_level="warning")
-    )
+    srv = uvicorn.Server(server.config(None, "127.0.0.1", number, TOKEN))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -127,6 +125,19 @@ def test_replies_are_json_a_browser_reads_and_deep_json_is_refused(port):
     grid = {"f": "log(x) + y", "opt": ["gd"], "grid": 4, "steps": 5, "surface": 0}
     status, reply = ask(port, body=grid)  # a grid may cross where f is not defined
     assert status == 200 and None in reply["runs"][0]["final"]
+
+
+def test_idle_and_half_sent_connections_are_closed(port, monkeypatch):
+    monkeypatch.setattr(server, "HEAD_SECONDS", 1.0)
+    for sent in (b"", f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAcc".encode()):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(sent)
+            began = time.monotonic()
+            assert s.recv(100) == b""  # closed by the server
+            assert time.monotonic() - began < 4
+    assert ask(port, path="/api/run", method="GET")[0] == 405
+    status, reply = ask(port, path="/no/such/thing", method="GET")
+    assert status == 404 and reply["error"] == "Not Found"
 
 
 def test_a_half_sent_request_is_answered_and_closed(port, monkeypatch):

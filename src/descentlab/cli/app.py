@@ -31,6 +31,8 @@ from ..descent.loop import DEFAULT_STEPS, descend
 from ..descent.trajectory import Trajectory
 from ..errors import DescentError
 from ..files import check_target
+from ..memory import _gb, allocation_failure
+from ..memory import limits as memory_limits
 from ..problem import functions as registry
 from ..problem.starts import grid as make_grid
 from ..problem.starts import random as make_random
@@ -67,6 +69,16 @@ def _friendly(command):
         except OSError as exc:
             err.print(_error_line(f"{exc.strerror or exc}: {exc.filename or ''}"), soft_wrap=True)
             raise typer.Exit(1) from None
+        except (MemoryError, RuntimeError) as exc:  # after a run: its summary or pictures
+            if not allocation_failure(exc):
+                raise
+            room, name = min(memory_limits())
+            message = (
+                f"out of memory under {name} ({_gb(room)} left) after the run, while "
+                "showing its results: use fewer points"
+            )
+            err.print(_error_line(message), soft_wrap=True)
+            raise typer.Exit(2) from None
 
     return wrapper
 

@@ -29,7 +29,13 @@ import numpy as np
 import torch
 
 from ..errors import DescentError, MemoryNeedError, StartError, check_positive
-from ..memory import check_eager_memory, check_run, eager_point_bytes, refuse_failed_allocations
+from ..memory import (
+    check_eager_memory,
+    check_run,
+    eager_point_bytes,
+    note_run,
+    refuse_failed_allocations,
+)
 from ..problem.gradients import Evaluator, Method
 from ..problem.objective import as_bounds
 from ..problem.resolve import resolve as resolve_problem
@@ -153,6 +159,7 @@ def descend(
     objective, x0 = problem.objective, problem.x0
     n, d = x0.shape
     check_memory(n, d, unbuilt=False)
+    note_run(n, recording=record != "final")
     box = _clamp_box(bounds, d, x0)
     low, high = torch.aminmax(x0)  # (x0.abs().max() writes an |x0| copy first)
     largest = max(-float(low), float(high))

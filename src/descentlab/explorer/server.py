@@ -31,6 +31,7 @@ from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -223,6 +224,9 @@ def app(defaults: dict | None = None, token: str | None = None, local_only: bool
             await run_in_threadpool(_give_back_memory)
         return Response(encoded, status_code=status, media_type="application/json")
 
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+
     return Guard(
         Starlette(
             routes=[
@@ -230,7 +234,8 @@ def app(defaults: dict | None = None, token: str | None = None, local_only: bool
                 Route("/api/catalog", catalog),
                 Route("/api/run", run, methods=["POST"]),
                 Route("/{name:str}", static),
-            ]
+            ],
+            exception_handlers={HTTPException: http_error},  # 404, 405: JSON too
         ),
         token,
         local_only,
@@ -304,6 +309,52 @@ def url_for(host: str, port: int, token: str | None = None) -> str:
     return f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
 
 
+HEAD_SECONDS = 10.0  # a connection must send a request's head within this, or it is closed
+
+
+def _protocol():
+    """uvicorn's HTTP protocol, closing a connection that sends no whole request head within
+    `HEAD_SECONDS` (an idle one, or one that stalls mid-header), which uvicorn leaves open."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class Protocol(H11Protocol):
+        _head_timer = None
+
+        def _waiting(self) -> bool:  # for a request's head: none yet, or the last one answered
+            return self.cycle is None or self.cycle.response_complete
+
+        def _arm(self) -> None:
+            if self._head_timer is None and self._waiting():
+                self._head_timer = self.loop.call_later(HEAD_SECONDS, self._expire)
+
+        def _expire(self) -> None:
+            self._head_timer = None
+            if self._waiting() and not self.transport.is_closing():
+                log.debug("closed a connection that sent no request")
+                self.transport.close()
+
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if not self._waiting() and self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm()
+
+        def connection_lost(self, exc) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+            super().connection_lost(exc)
+
+    return Protocol
+
+
 def _server(config):
     """uvicorn's server, stopped at the first Ctrl-C: the requests in flight stop at their next
     step and it does not wait for their connections to close."""
@@ -318,6 +369,21 @@ def _server(config):
     return Server(config)
 
 
+def config(defaults: dict | None, host: str, port: int, token: str | None):
+    """uvicorn's configuration of the explorer's server (`serve`, and the tests)."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app(defaults, token, local_only=is_loopback(host)),
+        host=host,
+        port=port,
+        log_level="warning",
+        timeout_keep_alive=5,
+        http=_protocol(),
+        lifespan="off",  # (no startup or shutdown work; a forced exit leaves no task behind)
+    )
+
+
 def serve(
     defaults: dict | None = None,
     host: str = "127.0.0.1",
@@ -329,17 +395,7 @@ def serve(
     """Run the server until Ctrl-C. `ready(url)` is called once it listens (the CLI prints the
     address and opens the browser there). `token`: the one ``/api/*`` needs (None: none;
     only on this machine's loopback address)."""
-    import uvicorn
-
-    config = uvicorn.Config(
-        app(defaults, token, local_only=is_loopback(host)),
-        host=host,
-        port=port,
-        log_level="warning",
-        timeout_keep_alive=5,
-        lifespan="off",  # (no startup or shutdown work; a forced exit leaves no task behind)
-    )
-    server = _server(config)
+    server = _server(config(defaults, host, port, token))
     url = url_for(host, port, token)
 
     def announce():
