@@ -2,6 +2,7 @@
 match independent computations, the copied code reproduces the screen, bad requests get a
 message."""
 
+import json
 import math
 import shlex
 
@@ -236,3 +237,29 @@ def test_limits_are_in_the_catalog():
     assert cat["limits"] == LIMITS and "himmelblau" in cat["functions"]
     assert cat["optimizers"]["adam"]["hyper"] == {"betas": [0.9, 0.999]}
     assert cat["optimizers"]["adadelta"]["lr"] == 1.0
+
+
+def test_a_reply_too_large_asks_for_every_kth_step_and_both_copies_reproduce_it(monkeypatch):
+    import importlib
+
+    from descentlab.explorer import compute
+
+    big = {"f": "booth", "opt": ["gd", "adam"], "grid": 40, "steps": 200}
+    refused = answer(big)
+    assert refused["every"] == 2 and "show every 2nd step" in refused["error"]
+    out = answer({**big, "every": refused["every"]})
+    assert len(json.dumps(out)) < compute.LIMITS["reply"]
+    run = out["runs"][0]
+    assert run["recorded"][:3] == [0, 2, 4] and run["recorded"][-1] == 200
+    assert run["taken"] == [200] * 1600 and run["steps"] == [100] * 1600  # rows, for the page
+    scope = {}
+    exec(out["python"].replace("race.plot()\n", ""), scope)
+    for got, (_, again) in zip(out["runs"], scope["race"], strict=True):
+        np.testing.assert_array_equal(unpack(got["path"]), again.path)
+    race_module = importlib.import_module("descentlab.descent.race")
+    real, seen = race_module.race, []
+    monkeypatch.setattr(race_module, "race", lambda *a, **k: seen.append(real(*a, **k)) or seen[-1])
+    done = CliRunner().invoke(app, shlex.split(out["cli"])[1:])
+    assert done.exit_code == 0, done.output
+    for got, (_, again) in zip(out["runs"], seen[0], strict=True):
+        np.testing.assert_array_equal(unpack(got["path"]), again.path)

@@ -318,3 +318,35 @@ def test_a_schedule_is_chosen_drawn_and_kept_in_the_hash(page):
         _settled(page)
         assert _state(page)["schedule"] == {"name": "multistep", "milestones": kept}
         assert page.locator(".dlx-error").inner_text() == ""
+
+
+def test_a_grid_too_large_to_send_whole_is_shown_every_kth_step(page, monkeypatch):
+    from descentlab.explorer import compute
+
+    # (the server's budget made small, so a small grid, quick to draw, is over it)
+    monkeypatch.setitem(compute.LIMITS, "reply", 200_000)
+    _open(page, "#f=booth&opt=gd,adam&grid=6&steps=200")
+    page.wait_for_function(
+        "() => document.querySelector('.dlx-steptext').textContent.includes('every')"
+    )
+    _settled(page)
+    text = page.locator(".dlx-steptext").inner_text()
+    assert text == "step 0 / 200 (every 3rd step shown)", text
+    assert page.locator(".dlx-error").evaluate("e => getComputedStyle(e).display") == "none"
+    every = dl.race(
+        "booth",
+        start=dl.grid(6, bounds=((-10, 10), (-10, 10))),
+        optimizers=["gd"],
+        lr=0.01,
+        steps=200,
+        record=3,
+    )["gd"]
+    gd = next(t for t in _traces(page) if t["name"] == "gd lr=0.01")
+    first = np.array(gd["x"][: gd["x"].index(None)], dtype=np.float32)
+    assert np.array_equal(first, every.path[:, 0, 0])  # the rows every 3rd step, exact
+    curve = page.evaluate("() => Array.from(document.querySelector('.dlx-curve').data[0].x)")
+    assert curve[:3] == [0, 3, 6] and curve[-1] == 200
+    page.locator(".dlx-slider").fill("5")
+    assert page.locator(".dlx-steptext").inner_text().startswith("step 15 / 200")
+    page.locator(".dlx-copy-cli").click()
+    assert page.locator(".dlx-code").inner_text().endswith("--steps 200 --record 3")

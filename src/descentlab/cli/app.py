@@ -317,6 +317,7 @@ def race_command(
     html: Path = typer.Option(None, help="interactive page (.html)"),
     schedule: str = typer.Option(None, help="learning-rate schedule for every entrant"),
     warmup: int = typer.Option(None, help="warm-up steps of --schedule cosine or warmup"),
+    record: str = typer.Option("all", help="all, final, or every k-th step"),
 ) -> None:
     """Several optimizers (or learning rates) from the same starts, side by side."""
     from ..descent.race import race
@@ -338,6 +339,7 @@ def race_command(
         tol=tol,
         dim=dim,
         schedule=_schedule(schedule, warmup),
+        record=_record(record),
     )
     table = Table(title=f"race on {function}")
     for col in (

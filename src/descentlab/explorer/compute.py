@@ -20,7 +20,7 @@ import math
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -28,6 +28,7 @@ import torch
 from ..descent import optimizers, schedules
 from ..descent.race import race
 from ..errors import DescentError, UnknownNameError
+from ..memory import _ordinal
 from ..problem import functions
 from ..problem.objective import Objective
 from ..problem.resolve import named_or_formula
@@ -99,6 +100,7 @@ class View:
     box: tuple[tuple[float, float], tuple[float, float]]
     surface: bool = True
     schedule: tuple | None = field(default=None, hash=False)  # (name, settings) for every run
+    every: int = 1  # record every k-th step (the page asks so when a reply would be too large)
 
     @property
     def n_starts(self) -> int:
@@ -185,7 +187,12 @@ def parse(request: Mapping, own: Objective | None = None) -> tuple[View, Objecti
     points = () if n else _points(request.get("start"), objective, box)
     schedule = _schedule(request.get("schedule"), steps)
     surface = bool(request.get("surface", 1))
-    view = View(f.strip(), tuple(entries), points, n, steps, box, surface, schedule)
+    every = request.get("every", 1)
+    if isinstance(every, bool) or not isinstance(every, int) or not 1 <= every <= steps:
+        raise ExploreError(
+            f"every must be a whole number of steps from 1 to {steps}, got {every!r}"
+        )
+    view = View(f.strip(), tuple(entries), points, n, steps, box, surface, schedule, every)
     work = len(entries) * view.n_starts * steps
     if work > LIMITS["work"]:
         raise ExploreError(
@@ -220,8 +227,9 @@ def cost(view: View, objective: Objective) -> float:
 
 def reply_bytes(view: View) -> int:
     """The size the view's reply will have, about."""
-    row = _ROW_BYTES if view.grid else _ROW_BYTES_WITH_ARROWS
-    rows = len(view.entries) * view.n_starts * (view.steps + 1)
+    row = _ROW_BYTES if view.grid or view.every > 1 else _ROW_BYTES_WITH_ARROWS
+    recorded = view.steps // view.every + 2 if view.every > 1 else view.steps + 1
+    rows = len(view.entries) * view.n_starts * recorded
     return rows * row + _SURFACE_BYTES * view.surface
 
 
@@ -240,11 +248,18 @@ def _check_budget(view: View, objective: Objective) -> None:
         )
     size, most = reply_bytes(view), LIMITS["reply"]
     if size > most:
+        every, now = view.every, size
+        while now > most and every < view.steps:  # the smallest k whose reply fits
+            every = min(view.steps, max(every + 1, math.ceil(every * now / most)))
+            now = reply_bytes(replace(view, every=every))
         fewer = max(1, int(view.steps * most / size))
-        raise ExploreError(
+        error = ExploreError(
             f"the reply would be about {size / 1e6:.0f} MB; the explorer sends at most "
-            f"{most / 1e6:g} MB: use at most {fewer} steps, a smaller grid or fewer optimizers"
+            f"{most / 1e6:g} MB: show every {_ordinal(every)} step, use at most {fewer} steps, "
+            "a smaller grid or fewer optimizers"
         )
+        error.every = every  # the page asks again for every k-th step
+        raise error
 
 
 def answer(request: Mapping, own: Objective | None = None) -> dict:
@@ -257,6 +272,8 @@ def answer(request: Mapping, own: Objective | None = None) -> dict:
     except DescentError as exc:
         message = str(exc).strip().splitlines()[0]
         reply = {"error": message}
+        if getattr(exc, "every", None):
+            reply["every"] = exc.every
         found = re.search(r"at column (\d+)", message)
         if found:
             reply["column"] = int(found.group(1))
@@ -274,7 +291,8 @@ def run(view: View, objective: Objective) -> dict:
     result = race_of(view, objective)
     runs = []
     for entry, (_, trajectory) in zip(view.entries, result, strict=True):
-        runs.append(_pack_run(entry, trajectory, objective, glyphs=not view.grid))
+        glyphs = not view.grid and view.every == 1  # (arrows need every step)
+        runs.append(_pack_run(entry, trajectory, objective, glyphs=glyphs))
     reply = {"f": _describe(view, objective), "runs": runs, "python": python_code(view)}
     reply["cli"] = cli_code(view) if view.f != PYTHON else None
     return reply
@@ -305,6 +323,7 @@ def race_of(view: View, objective: Objective):
         lr=rates,
         steps=view.steps,
         schedule=view.schedule,
+        record=view.every if view.every > 1 else "all",
     )
 
 
@@ -388,6 +407,14 @@ def _pack_run(entry: Entry, run, objective: Objective, glyphs: bool) -> dict:
         "final": [float(v) if math.isfinite(v) else None for v in np.atleast_1d(run.value_)],
     }
     rates = np.asarray(run.rates, dtype=np.float64) if run.meta.get("rates") else None
+    recorded = np.asarray(run.recorded)
+    if len(recorded) != run.iterations + 1:  # every k-th step: the page counts rows
+        taken = np.atleast_1d(run.steps_)
+        out["recorded"] = [int(k) for k in recorded]
+        out["taken"] = out["steps"]
+        out["steps"] = [int(r) for r in np.searchsorted(recorded, taken)]
+        if rates is not None:
+            rates = rates[np.minimum(recorded, len(rates) - 1)] if len(rates) else rates
     if rates is not None:
         out["rates"] = [float(r) if math.isfinite(r) else None for r in rates]
     if glyphs:
@@ -458,6 +485,7 @@ def python_code(view: View) -> str:
     f = "f  # your function" if view.f == PYTHON else repr(view.f)
     entries, rates = entrants(view)
     schedule = f"    schedule={view.schedule!r},\n" if view.schedule else ""
+    record = f"    record={view.every},\n" if view.every > 1 else ""
     start = (
         f"dl.grid({view.grid}, bounds={_tuple(view.box)})"
         if view.grid
@@ -466,7 +494,7 @@ def python_code(view: View) -> str:
     return (
         "import descentlab as dl\n\n"
         f"race = dl.race(\n    {f},\n    start={start},\n    optimizers={entries!r},\n"
-        f"    lr={rates!r},\n    steps={view.steps},\n{schedule})\nrace.plot()\n"
+        f"    lr={rates!r},\n    steps={view.steps},\n{schedule}{record})\nrace.plot()\n"
     )
 
 
@@ -490,6 +518,7 @@ def cli_code(view: View) -> str:
     return (
         f"descentlab race {_quote(view.f)} --optimizers '{','.join(names)}' --lr {rates} "
         f"{start} --steps {view.steps}{schedule}"
+        + (f" --record {view.every}" if view.every > 1 else "")
     )
 
 

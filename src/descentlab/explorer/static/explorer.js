@@ -51,12 +51,14 @@ function h(tag, attrs = {}, ...children) {
 
 const fmt = (v, p = 4) => (Number.isFinite(v) ? Number(v.toPrecision(p)).toString() : String(v));
 const fmtLr = (v) => Number(v.toPrecision(2)).toString();
+const ordinal = (k) => `${k}${[11, 12, 13].includes(k % 100) ? "th" : { 1: "st", 2: "nd", 3: "rd" }[k % 10] || "th"}`;
 
 function render({ model, el }) {
   const ui = {};
   let data = null; // the last good reply, decoded
   let surface = null; // {key, trace}
   let step = 0, selected = 0, playing = false, inflight = false, dirty = false, seq = 0;
+  let every = 1; // every k-th step recorded: the server asks for it when a reply would be too large
   const catalog = model.get("catalog") || { functions: [], optimizers: {}, limits: {} };
 
   // --- layout ---
@@ -248,23 +250,27 @@ function render({ model, el }) {
     const req = { ...s, surface: surface ? 0 : 1 };
     if (!req.box || !req.box.length) delete req.box;
     if (!req.start || !req.start.length) delete req.start;
+    if (every > 1) req.every = every;
     model.send({ type: "run", id, request: req });
   }
   model.on("msg:custom", (msg) => {
     if (!msg || msg.type !== "result") return;
     inflight = false;
     receive(msg.reply);
+    if (inflight) return; // it asked again, for every k-th step
     if (dirty) request();
     else root.dataset.busy = "0";
   });
   for (const k of STATE) model.on(`change:${k}`, () => {
     if (updating) return;
     if (k === "f" || k === "box") surface = null;
+    if (k === "f" || k === "grid" || k === "steps" || k === "opt") every = 1;
     syncControls();
     request();
   });
 
   function receive(reply) {
+    if (reply.error && reply.every && reply.every > every) { every = reply.every; request(); return; }
     if (reply.error) {
       let text = reply.error;
       ui.error.replaceChildren(text);
@@ -289,7 +295,7 @@ function render({ model, el }) {
       },
     }));
     const T = runs[0].path.shape[0], N = runs[0].path.shape[1];
-    data = { f: reply.f, runs, T, N, python: reply.python, cli: reply.cli };
+    data = { f: reply.f, runs, T, N, python: reply.python, cli: reply.cli, recorded: runs[0].recorded || null };
     if (reply.f.surface) surface = { key: reply.f.key, f: reply.f };
     if (selected >= N) selected = 0;
     ui.slider.max = String(T - 1);
@@ -302,6 +308,9 @@ function render({ model, el }) {
   // --- drawing ---
   const at = (arr, t, i) => { const N = arr.shape[1], d = arr.shape[2]; const o = (t * N + i) * d; return [arr.data[o], arr.data[o + 1]]; };
   const value = (arr, t, i) => arr.data[t * arr.shape[1] + i];
+  // the step a recorded row shows (rows are steps unless every k-th step was asked for)
+  const rec = (row) => (data && data.recorded ? data.recorded[row] : row);
+  const taken = (r, i) => (r.taken ? r.taken[i] : r.steps[i]);
 
   function contourTrace(f) {
     const z = decode(f.surface.z);
@@ -423,8 +432,8 @@ function render({ model, el }) {
           else v = value(r.values, Math.min(t, r.steps[i]), i);
           ys.push(fstar != null ? Math.max(v - fstar, 1e-16) : v);
         }
-        const status = i === null ? summaryStatus(r) : statusText(r.status[i], r.steps[i]);
-        traces.push({ type: "scatter", mode: "lines", y: ys, name: `${r.name}: ${status}`, line: { color: COLOURS[k % COLOURS.length], width: 2, dash: i ? ["solid", "dot", "dash", "dashdot"][i % 4] : "solid" },
+        const status = i === null ? summaryStatus(r) : statusText(r.status[i], taken(r, i));
+        traces.push({ type: "scatter", mode: "lines", x: ys.map((_, t) => rec(t)), y: ys, name: `${r.name}: ${status}`, line: { color: COLOURS[k % COLOURS.length], width: 2, dash: i ? ["solid", "dot", "dash", "dashdot"][i % 4] : "solid" },
           showlegend: i === null || i === 0 });
       }
     });
@@ -432,17 +441,17 @@ function render({ model, el }) {
     const scheduled = data.runs.some((r) => r.rates && r.rates.length);
     data.runs.forEach((r, k) => {
       if (!r.rates || !r.rates.length) return;
-      traces.push({ type: "scatter", mode: "lines", y: r.rates, yaxis: "y2", name: `${r.name} lr`, showlegend: false,
+      traces.push({ type: "scatter", mode: "lines", x: r.rates.map((_, t) => rec(t)), y: r.rates, yaxis: "y2", name: `${r.name} lr`, showlegend: false,
         hovertemplate: `${r.name} lr %{y:.3g} at step %{x}<extra></extra>`, line: { color: COLOURS[k % COLOURS.length], width: 1.5, dash: "dot" } });
     });
     const title = (many ? "median f over the grid" : "f at each step") + (scheduled ? " · dotted: lr (right axis)" : "");
     const layout = {
       margin: { l: 55, r: scheduled ? 50 : 10, t: 30, b: 35 }, title: { text: title, font: { size: 13 } },
       ...(scheduled ? { yaxis2: { overlaying: "y", side: "right", rangemode: "tozero", showgrid: false, title: { text: "lr", standoff: 2 }, tickformat: ".2g", nticks: 4 } } : {}),
-      xaxis: { title: { text: "step", standoff: 2 }, range: [0, data.T - 1] },
+      xaxis: { title: { text: "step", standoff: 2 }, range: [0, rec(data.T - 1)] },
       yaxis: { type: fstar != null ? "log" : "linear", title: { text: fstar != null ? "f − f*" : "f", standoff: 2 }, exponentformat: "power" },
       legend: { orientation: "h", y: -0.2, x: 0, font: { size: 11 } }, showlegend: true,
-      shapes: [{ type: "line", x0: step, x1: step, y0: 0, y1: 1, yref: "paper", line: { color: "#888", width: 1, dash: "dot" } }],
+      shapes: [{ type: "line", x0: rec(step), x1: rec(step), y0: 0, y1: 1, yref: "paper", line: { color: "#888", width: 1, dash: "dot" } }],
     };
     P.react(ui.curve, traces, layout, { displayModeBar: false, responsive: true });
   }
@@ -460,11 +469,11 @@ function render({ model, el }) {
     const P = window.Plotly;
     if (!data) return;
     ui.slider.value = String(step);
-    ui.stepText.textContent = `step ${step} / ${data.T - 1}`;
+    ui.stepText.textContent = `step ${rec(step)} / ${rec(data.T - 1)}` + (data.recorded ? ` (every ${ordinal(every)} step shown)` : "");
     const now = nowTraces();
     P.restyle(ui.map, { x: now.map((t) => t.x), y: now.map((t) => t.y), text: now.map((t) => t.text) }, ui.mapTraces.now);
     P.relayout(ui.map, { annotations: arrows() });
-    P.relayout(ui.curve, { "shapes[0].x0": step, "shapes[0].x1": step });
+    P.relayout(ui.curve, { "shapes[0].x0": rec(step), "shapes[0].x1": rec(step) });
     drawReadout();
   }
 
@@ -484,12 +493,12 @@ function render({ model, el }) {
       if (r.glyphs) for (const [name, arr] of Object.entries(r.glyphs.readouts)) { const [a, b] = at(arr, t, selected); extra.push(`${name} = (${fmt(a, 3)}, ${fmt(b, 3)})`); }
       if (r.rates && r.rates.length) extra.unshift(`lr = ${fmt(r.rates[Math.min(t, r.rates.length - 1)], 3)}`);
       if (r.glyphs && r.glyphs.arrows.momentum) { const [a, b] = at(r.glyphs.arrows.momentum, t, selected); extra.push(`momentum share = (${fmt(a, 3)}, ${fmt(b, 3)})`); }
-      const status = step >= r.steps[selected] ? statusText(r.status[selected], r.steps[selected]) : "";
+      const status = step >= r.steps[selected] ? statusText(r.status[selected], taken(r, selected)) : "";
       return h("tr", {}, h("td", { class: "dlx-name" }, h("span", { class: "dlx-swatch", style: `background:${COLOURS[k % COLOURS.length]}` }), ` ${r.name}`, status ? h("br") : "", status),
         h("td", {}, `${fmt(x)}, ${fmt(y)}`), h("td", {}, fmt(value(r.values, t, selected))),
         h("td", {}, `${fmt(g[0], 3)}, ${fmt(g[1], 3)}`), h("td", {}, `${fmt(u[0], 3)}, ${fmt(u[1], 3)}`), h("td", {}, extra.join("; ")));
     });
-    ui.readout.replaceChildren(h("div", { class: "dlx-caption" }, `start ${selected + 1} of ${data.N} at step ${step} (click a start to choose it)`), h("table", {}, head, ...rows));
+    ui.readout.replaceChildren(h("div", { class: "dlx-caption" }, `start ${selected + 1} of ${data.N} at step ${rec(step)} (click a start to choose it)`), h("table", {}, head, ...rows));
     ui.key.replaceChildren("Arrows at the current step: ", h("span", { style: "color:#333" }, "thin dark: −lr·∇f (plain gradient step)"), " · ",
       h("b", {}, "thick, the optimizer's colour: the update taken"), " · ", h("span", { style: "color:#8e24aa" }, "purple: momentum's share (momentum, nesterov) or −lr·m̂ (Adam family)"),
       ". Click the map to add a start, drag one to move it, shift-click one to remove it.");
