@@ -286,15 +286,22 @@ def _rss_mb() -> float:
 
 
 def test_drags_do_not_wait_behind_a_heavy_request_and_memory_returns(port):
-    # as heavy as the budget allows: L-BFGS from a 6 x 6 grid, estimated at about 1.4 s
-    heavy = {"f": "himmelblau", "opt": ["lbfgs"], "grid": 6, "steps": 50, "surface": 0}
+    # a heavy page: L-BFGS from a 4 x 4 grid, each point alone, about a second
+    heavy = {"f": "himmelblau", "opt": ["lbfgs"], "grid": 4, "steps": 50, "surface": 0}
     assert ask(port, body=heavy)[0] == 200
+    assert (
+        ask(port, body={**LIGHT, "steps": 200})[0] == 200
+    )  # its C loop built, as after a first drag
     before = _rss_mb()
     latencies, statuses, stop = [], [], time.monotonic() + 3
 
+    heavies = []
+
     def heavy_loop():
         while time.monotonic() < stop:
+            began = time.monotonic()
             statuses.append(ask(port, body=heavy, headers={"X-Descentlab-Page": "heavy"})[0])
+            heavies.append(time.monotonic() - began)
 
     def dragging(page):
         x = 0.0
@@ -306,14 +313,14 @@ def test_drags_do_not_wait_behind_a_heavy_request_and_memory_returns(port):
             latencies.append(time.monotonic() - began)
 
     threads = [threading.Thread(target=heavy_loop)]
-    threads += [threading.Thread(target=dragging, args=(f"drag-{i}",)) for i in range(8)]
+    threads += [threading.Thread(target=dragging, args=(f"drag-{i}",)) for i in range(16)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(60)
-    assert set(statuses) == {200} and len(latencies) > 20
+    assert set(statuses) == {200} and len(latencies) > 16
     p95 = sorted(latencies)[int(0.95 * len(latencies))]
-    assert p95 < compute.LIMITS["seconds"], p95
+    assert p95 < compute.LIMITS["seconds"], (p95, heavies, sorted(latencies)[-5:])
     # six clients that never read a large reply: the server's memory comes back
     large = {"f": "booth", "opt": ["gd", "adam"], "grid": 30, "steps": 200}  # about 6 MB each
     sockets = []

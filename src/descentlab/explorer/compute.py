@@ -52,7 +52,7 @@ LIMITS = {
 # with the size of f (its tokens); a class run point by point (L-BFGS) pays per point and
 # step; Newton's Hessian costs most
 _STEP, _STEP_PER_TOKEN, _POINT_PER_TOKEN = 4e-4, 1e-5, 3e-9
-_ALONE, _ALONE_PER_TOKEN = 3e-4, 2e-5
+_ALONE, _ALONE_PER_TOKEN = 1e-3, 2e-5  # (L-BFGS's first steps search up to 25 points)
 _NEWTON, _NEWTON_PER_TOKEN, _NEWTON_POINT_PER_TOKEN = 1e-3, 2.5e-4, 2e-6
 # bytes a point's step adds to a reply: path, value, and for the user's own starts the arrows
 _ROW_BYTES, _ROW_BYTES_WITH_ARROWS, _SURFACE_BYTES = 16, 60, 100_000
@@ -354,6 +354,8 @@ def warm(objective: Objective, view: View) -> None:
         if engine.unsupported(objective, plan, "autograd", settings) is None:
             specs.append(engine.Spec.of(objective, plan, 2, torch.float32, "cpu", settings))
     engine.prebuild(specs)
+    for spec in specs:  # loaded now, so `auto` runs them: a drag is too short to repay a load
+        engine.c_kernel(spec)
 
 
 # --- the reply ---------------------------------------------------------------------------

@@ -10,19 +10,24 @@ read. A request's body must arrive within `BODY_SECONDS` and hold at most
 `compute.LIMITS["body"]` bytes; requests run one at a time in a worker thread (the engine is
 not shared across threads); a running request stops at its next step when its page leaves, when
 a newer request from the same page replaces it, after `DEADLINE` seconds, or at Ctrl-C; the
-reply is encoded off the event loop. Every problem is answered ``{"error": ...}`` with a 4xx.
+reply is encoded off the event loop. Requests take turns by arrival plus estimated cost
+(`_Turns`), so a drag does not wait long behind a heavy request. Every problem is answered
+``{"error": ...}`` with a 4xx.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import hmac
 import ipaddress
+import itertools
 import json
 import logging
 import secrets
 import threading
+import time
 import warnings
 from functools import lru_cache
 from importlib.resources import files
@@ -41,7 +46,6 @@ from . import compute
 
 STATIC = Path(str(files(__package__) / "static"))
 _TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html"}
-_LOCK = threading.Lock()
 LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
 BODY_SECONDS = 10.0  # a request's body must arrive within this
 DEADLINE = 30.0  # a running request is stopped after this many seconds
@@ -252,12 +256,74 @@ async def _body(request: Request) -> bytes | None:
     return body
 
 
+class _Turns:
+    """Requests run one at a time (the engine is not shared across threads), in the order of
+    their arrival plus their estimated seconds; and a running request, at each step of its
+    descent (`pause`), lets a waiting request whose turn comes earlier run first: a drag then
+    waits for one step of a heavy request, not for all of it, and a heavy one waits at most
+    about its own cost for the drags that came after it."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._running: tuple[float, int] | None = None
+        self._queue: list[tuple[float, int]] = []
+        self._seq = itertools.count()
+
+    def _wait_for(self, key) -> None:  # (holding the condition)
+        heapq.heappush(self._queue, key)
+        while self._running is not None or self._queue[0] != key:
+            self._cond.wait()
+        heapq.heappop(self._queue)
+        self._running = key
+
+    def _leave(self) -> None:  # (holding the condition)
+        self._running = None
+        self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def turn(self, seconds: float):
+        key = (time.monotonic() + seconds, next(self._seq))
+        with self._cond:
+            self._wait_for(key)
+        try:
+            yield key
+        finally:
+            with self._cond:
+                self._leave()
+
+    def pause(self, key) -> None:
+        """Called by the running request between its steps: let an earlier turn go first."""
+        if not self._queue or self._queue[0] >= key:  # (a racy peek; the lock decides)
+            return
+        with self._cond:
+            if self._queue and self._queue[0] < key and self._running == key:
+                self._leave()
+                self._wait_for(key)
+
+
+_TURNS = _Turns()
+
+
+def _estimate(asked) -> float:
+    """The seconds a request is estimated to take (0 for one that will be refused)."""
+    try:
+        return compute.cost(*compute.parse(asked))
+    except Exception:
+        return 0.0
+
+
 def _answer(asked, work: Work) -> tuple[dict, int]:
     """Answer one request in this worker thread, stopping when `work` says so."""
-    context = stop_requested.set(work.stop.is_set)
     timer = threading.Timer(DEADLINE, work.cancel, args=(f"it ran past {DEADLINE:g} s",))
+    context = None
     try:
-        with _LOCK, warnings.catch_warnings():
+        with _TURNS.turn(_estimate(asked)) as key, warnings.catch_warnings():
+
+            def stop() -> bool:  # asked at each step of the descent
+                _TURNS.pause(key)
+                return work.stop.is_set()
+
+            context = stop_requested.set(stop)
             # (a note such as "each point runs alone" is for a Python user, not a server log)
             warnings.simplefilter("ignore")
             if work.stop.is_set():
@@ -266,7 +332,8 @@ def _answer(asked, work: Work) -> tuple[dict, int]:
             reply = compute.answer(asked)
     finally:
         timer.cancel()
-        stop_requested.reset(context)
+        if context is not None:
+            stop_requested.reset(context)
     if work.stop.is_set():
         return {"error": f"stopped: {work.why}"}, 409
     return reply, (400 if "error" in reply else 200)

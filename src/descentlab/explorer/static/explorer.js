@@ -301,7 +301,8 @@ function render({ model, el }) {
     ui.slider.max = String(T - 1);
     if (step > T - 1) step = T - 1;
     ui.code.textContent = ui.code.dataset.which === "cli" ? reply.cli || "" : reply.python;
-    ui.info.textContent = `server ${reply.ms} ms · ${runs.map((r) => r.kernel).join(", ")}`;
+    const budget = catalog.limits.seconds ? ` of ${catalog.limits.seconds} s allowed` : "";
+    ui.info.textContent = `server ${reply.ms} ms${budget} · ${runs.map((r) => r.kernel).join(", ")}`;
     draw();
   }
 
