@@ -348,6 +348,6 @@ def test_a_grid_too_large_to_send_whole_is_shown_every_kth_step(page, monkeypatc
     assert curve[:3] == [0, 3, 6] and curve[-1] == 200
     page.locator(".dlx-slider").fill("5")
     assert page.locator(".dlx-steptext").inner_text().startswith("step 15 / 200")
+    assert "of 2 s allowed" in page.locator(".dlx-info").inner_text()  # the budget, shown
     page.locator(".dlx-copy-cli").click()
     assert page.locator(".dlx-code").inner_text().endswith("--steps 200 --record 3")
-    assert "of 2 s allowed" in page.locator(".dlx-info").inner_text()  # the budget, shown
