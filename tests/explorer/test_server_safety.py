@@ -293,7 +293,7 @@ def test_drags_do_not_wait_behind_a_heavy_request_and_memory_returns(port):
         ask(port, body={**LIGHT, "steps": 200})[0] == 200
     )  # its C loop built, as after a first drag
     before = _rss_mb()
-    latencies, statuses, stop = [], [], time.monotonic() + 3
+    latencies, statuses, stop = [], [], time.monotonic() + 2
 
     heavies = []
 
