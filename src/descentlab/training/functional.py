@@ -8,9 +8,10 @@ takes, so a loss can be evaluated at any weights without touching the model, and
 `PlaneLoss` is the loss on an affine set of weights ``center + c @ directions`` (a line or a
 plane): what a `Landscape` draws and what a descent on it walks. When the model begins with a
 linear layer fed by the data (after parameter-free layers such as Flatten), that layer's output
-is affine in the coordinates, ``H(c) = H(center) + Σ c_i (x W_iᵀ + b_i)``: it is computed three
-times, once, instead of once per grid point, which removes the widest matrix product (784 × 128
-for an MNIST MLP) from every evaluation. The result is the same loss, to rounding.
+is affine in the coordinates, ``H(c) = H(center) + Σ c_i (x W_iᵀ + b_i)``: it is computed once
+for the center and once for each direction, not once per grid point, which takes the widest
+matrix product (784 × 128 for an MNIST MLP) out of every evaluation. The result is the same
+loss, to rounding.
 """
 
 from __future__ import annotations
