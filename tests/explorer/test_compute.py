@@ -13,8 +13,9 @@ from typer.testing import CliRunner
 
 import descentlab as dl
 from descentlab.cli import app
-from descentlab.explorer import compute
-from descentlab.explorer.compute import LIMITS, answer, unpack
+from descentlab.explorer import request
+from descentlab.explorer.compute import answer, unpack
+from descentlab.explorer.request import LIMITS
 
 HIMMELBLAU = {
     "f": "himmelblau",
@@ -233,7 +234,7 @@ def test_formula_error_carries_its_column():
 
 
 def test_limits_are_in_the_catalog():
-    cat = compute.catalog()
+    cat = request.catalog()
     assert cat["limits"] == LIMITS and "himmelblau" in cat["functions"]
     assert cat["optimizers"]["adam"]["hyper"] == {"betas": [0.9, 0.999]}
     assert cat["optimizers"]["adadelta"]["lr"] == 1.0
@@ -242,13 +243,13 @@ def test_limits_are_in_the_catalog():
 def test_a_reply_too_large_asks_for_every_kth_step_and_both_copies_reproduce_it(monkeypatch):
     import importlib
 
-    from descentlab.explorer import compute
+    from descentlab.explorer import request
 
     big = {"f": "booth", "opt": ["gd", "adam"], "grid": 40, "steps": 200}
     refused = answer(big)
     assert refused["every"] == 2 and "show every 2nd step" in refused["error"]
     out = answer({**big, "every": refused["every"]})
-    assert len(json.dumps(out)) < compute.LIMITS["reply"]
+    assert len(json.dumps(out)) < request.LIMITS["reply"]
     run = out["runs"][0]
     assert run["recorded"][:3] == [0, 2, 4] and run["recorded"][-1] == 200
     assert run["taken"] == [200] * 1600 and run["steps"] == [100] * 1600  # rows, for the page

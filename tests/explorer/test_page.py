@@ -321,10 +321,10 @@ def test_a_schedule_is_chosen_drawn_and_kept_in_the_hash(page):
 
 
 def test_a_grid_too_large_to_send_whole_is_shown_every_kth_step(page, monkeypatch):
-    from descentlab.explorer import compute
+    from descentlab.explorer import request
 
     # (the server's budget made small, so a small grid, quick to draw, is over it)
-    monkeypatch.setitem(compute.LIMITS, "reply", 200_000)
+    monkeypatch.setitem(request.LIMITS, "reply", 200_000)
     _open(page, "#f=booth&opt=gd,adam&grid=6&steps=200")
     page.wait_for_function(
         "() => document.querySelector('.dlx-steptext').textContent.includes('every')"

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from descentlab.cli import app as cli
 from descentlab.explorer import server
-from descentlab.explorer.compute import LIMITS, unpack
+from descentlab.explorer.compute import unpack
+from descentlab.explorer.request import LIMITS
 
 TOKEN = "server-test-token"
 

@@ -18,7 +18,7 @@ import uvicorn
 from typer.testing import CliRunner
 
 from descentlab.cli import app as cli
-from descentlab.explorer import compute, server
+from descentlab.explorer import request, server
 
 TOKEN = "safety-test-token"
 # an lbfgs grid on a long formula: each of its 400 points runs alone, for many seconds
@@ -168,8 +168,8 @@ def _in_background(port, body, headers=None):
 @pytest.fixture
 def unbudgeted(monkeypatch):
     """No budget: a heavy request runs (to try what stops it)."""
-    monkeypatch.setitem(compute.LIMITS, "seconds", 1e9)
-    monkeypatch.setitem(compute.LIMITS, "reply", 1e12)
+    monkeypatch.setitem(request.LIMITS, "seconds", 1e9)
+    monkeypatch.setitem(request.LIMITS, "reply", 1e12)
 
 
 def test_a_heavy_request_is_refused_before_it_runs_with_the_figure(port):
@@ -320,7 +320,7 @@ def test_drags_do_not_wait_behind_a_heavy_request_and_memory_returns(port):
         t.join(60)
     assert set(statuses) == {200} and len(latencies) > 16
     p95 = sorted(latencies)[int(0.95 * len(latencies))]
-    assert p95 < compute.LIMITS["seconds"], (p95, heavies, sorted(latencies)[-5:])
+    assert p95 < request.LIMITS["seconds"], (p95, heavies, sorted(latencies)[-5:])
     # six clients that never read a large reply: the server's memory comes back
     large = {"f": "booth", "opt": ["gd", "adam"], "grid": 30, "steps": 200}  # about 6 MB each
     sockets = []

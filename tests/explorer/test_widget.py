@@ -17,7 +17,7 @@ import torch
 
 import descentlab as dl
 from conftest import CHROMIUM_FLAGS, require_module, require_tool
-from descentlab.explorer import compute
+from descentlab.explorer import request
 from descentlab.explorer.compute import unpack
 
 
@@ -44,7 +44,7 @@ def test_widget_state_and_requests():
         80,
     )
     assert w.hyper == [{}, {"momentum": 0.8}]
-    assert w.catalog["limits"]["steps"] == compute.LIMITS["steps"]
+    assert w.catalog["limits"]["steps"] == request.LIMITS["steps"]
     (msg,) = _talk(w, {"type": "run", "id": 7, "request": w.request()})
     assert msg["type"] == "result" and msg["id"] == 7
     race = w.race()

@@ -57,7 +57,7 @@ def register(app: typer.Typer, friendly, out, err) -> None:
 
         The address it prints carries a token that the page sends with every request, as
         Jupyter's does; a request from a page of another site is refused."""
-        from ..explorer import compute, server
+        from ..explorer import compute, request, server
         from .app import _parse_points, _rates
 
         names = [n.strip() for n in optimizers.split(",") if n.strip()]
@@ -84,7 +84,7 @@ def register(app: typer.Typer, friendly, out, err) -> None:
         if budget is not None:
             if not 0 < budget <= 3600:
                 raise DescentError(f"--budget must be in (0, 3600] seconds, got {budget:g}")
-            compute.LIMITS["seconds"] = budget
+            request.LIMITS["seconds"] = budget
             server.DEADLINE = max(server.DEADLINE, 3 * budget)
         local = server.is_loopback(host)
         if no_token and not local:

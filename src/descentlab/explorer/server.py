@@ -7,7 +7,7 @@ this machine's own name (localhost, 127.0.0.1, [::1]) is refused with 403 (a pag
 through DNS rebinding, cannot drive it), ``/api/*`` needs the per-run token the printed address
 carries (``?token=`` or ``Authorization: token …``), and only ``application/json`` bodies are
 read. A request's body must arrive within `BODY_SECONDS` and hold at most
-`compute.LIMITS["body"]` bytes; requests run one at a time in a worker thread (the engine is
+`request.LIMITS["body"]` bytes; requests run one at a time in a worker thread (the engine is
 not shared across threads); a running request stops at its next step when its page leaves, when
 a newer request from the same page replaces it, after `DEADLINE` seconds, or at Ctrl-C; the
 reply is encoded off the event loop. Requests take turns by arrival plus estimated cost
@@ -43,6 +43,8 @@ from starlette.routing import Route
 
 from ..progress import stop_requested
 from . import compute
+from .request import LIMITS, cost, parse
+from .request import catalog as offered
 
 STATIC = Path(str(files(__package__) / "static"))
 _TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html"}
@@ -172,7 +174,7 @@ def app(defaults: dict | None = None, token: str | None = None, local_only: bool
         return FileResponse(path, media_type=_TYPES[path.suffix])
 
     async def catalog(request: Request) -> Response:
-        return JSONResponse({**compute.catalog(), "defaults": start})
+        return JSONResponse({**offered(), "defaults": start})
 
     async def run(request: Request) -> Response:
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -193,7 +195,7 @@ def app(defaults: dict | None = None, token: str | None = None, local_only: bool
             return Response(status_code=400)
         if body is None:
             return JSONResponse(
-                {"error": f"a request may have at most {compute.LIMITS['body']:,} bytes"},
+                {"error": f"a request may have at most {LIMITS['body']:,} bytes"},
                 status_code=413,
             )
         try:
@@ -251,7 +253,7 @@ async def _body(request: Request) -> bytes | None:
     body = b""
     async for chunk in request.stream():
         body += chunk
-        if len(body) > compute.LIMITS["body"]:
+        if len(body) > LIMITS["body"]:
             return None
     return body
 
@@ -307,7 +309,7 @@ _TURNS = _Turns()
 def _estimate(asked) -> float:
     """The seconds a request is estimated to take (0 for one that will be refused)."""
     try:
-        return compute.cost(*compute.parse(asked))
+        return cost(*parse(asked))
     except Exception:
         return 0.0
 

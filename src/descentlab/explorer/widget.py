@@ -11,6 +11,7 @@ import traitlets
 from ..problem.objective import Objective
 from ..problem.resolve import resolve
 from . import compute
+from .request import PYTHON, ExploreError, catalog, parse
 from .server import STATIC, plotly_js_path
 
 
@@ -34,7 +35,7 @@ class Explorer(anywidget.AnyWidget):
     catalog = traitlets.Dict().tag(sync=True)
 
     def __init__(self, own: Objective | None = None, **state):
-        super().__init__(catalog=compute.catalog(), **state)
+        super().__init__(catalog=catalog(), **state)
         self._own = own
         self.last_reply: dict | None = None
         self.on_msg(self._on_message)
@@ -55,7 +56,7 @@ class Explorer(anywidget.AnyWidget):
 
     def race(self):
         """The `Race` on screen, run in Python (the same numbers the page shows)."""
-        return compute.race_of(*compute.parse(self.request(), self._own))
+        return compute.race_of(*parse(self.request(), self._own))
 
     def _on_message(self, widget, content, buffers) -> None:
         if not isinstance(content, dict):
@@ -110,10 +111,10 @@ def explore(
     if callable(f) and not isinstance(f, str):
         own = f if isinstance(f, Objective) else resolve(f, (0.0, 0.0)).objective
         if own.dim != 2:
-            raise compute.ExploreError(
+            raise ExploreError(
                 f"the explorer maps functions of two variables; this one has {own.dim}"
             )
-        f = compute.PYTHON
+        f = PYTHON
         if start is None and getattr(own, "start", None) is not None:
             start = own.start  # a network's plane: where its training began
     points = []
@@ -141,5 +142,5 @@ def explore(
         box=box,
         schedule=schedule,
     )
-    compute.parse(widget.request(), own)  # a bad argument is said here, not in the page
+    parse(widget.request(), own)  # a bad argument is said here, not in the page
     return widget
