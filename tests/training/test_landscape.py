@@ -16,7 +16,7 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 import descentlab as dl
 from descentlab.training.callbacks import KeepWeights
 from descentlab.training.functional import PlaneLoss, Weights
-from descentlab.training.landscape import filter_norms
+from descentlab.training.plane import filter_norms
 
 
 def regression(n=64, d=4, seed=0, bias=True):

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from ..errors import DescentError, MemoryNeedError
+from ..errors import DescentError, MemoryNeedError, UnknownNameError
 from ..memory import limit_note, memory_budget
 from . import losses
 
@@ -276,3 +276,23 @@ def check_grid_memory(points: int, plane: PlaneLoss, max_memory: float | None = 
 
 def _size(nbytes: float) -> str:
     return f"{nbytes / 1e9:.1f} GB" if nbytes >= 1e8 else f"{nbytes / 1e6:.1f} MB"
+
+
+def data_of(learn, data):
+    """``(x, y, name)`` of a Learner's ``"train"`` or ``"valid"`` data, or of ``(x, y)`` given."""
+    if isinstance(data, str):
+        if data == "train":
+            return learn.x, learn.y, "train"
+        if data == "valid":
+            if not learn.has_valid:
+                raise DescentError("this Learner has no validation split; use data='train'")
+            return learn.x_valid, learn.y_valid, "valid"
+        raise UnknownNameError("data", data, ("train", "valid"))
+    try:
+        x, y = data
+        x, y = torch.as_tensor(x), torch.as_tensor(y)
+    except (TypeError, ValueError):
+        raise DescentError("data must be 'train', 'valid' or (x, y) tensors") from None
+    if len(x) != len(y) or len(x) == 0:
+        raise DescentError(f"data has {len(x)} inputs and {len(y)} targets; give as many of each")
+    return (x.float() if x.is_floating_point() else x), y, "given"

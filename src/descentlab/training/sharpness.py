@@ -24,7 +24,7 @@ import torch
 
 from ..errors import DescentError
 from .callbacks import Callback
-from .functional import Weights, evaluating, loss_of_weights
+from .functional import Weights, data_of, evaluating, loss_of_weights
 
 TOL = 1e-3  # relative: the Lanczos residual bound on the top eigenvalue
 ITERATIONS = 100
@@ -125,9 +125,7 @@ def sharpness(
     its training data (or ``"valid"``, or ``(x, y)``), to `tol` relative (`start`: a first
     vector for Lanczos; the learner keeps the last eigenvector and starts the next
     measurement of a fit from it)."""
-    from .landscape import _data
-
-    x, y, _ = _data(learn, data)
+    x, y, _ = data_of(learn, data)
     layout = Weights(learn.model)
     dtype = dtype or next(learn.model.parameters()).dtype
     w = layout.flat(learn.model).to(dtype)
