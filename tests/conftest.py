@@ -1,3 +1,4 @@
+import contextlib
 import gzip
 import os
 import shutil
@@ -106,3 +107,33 @@ def write_mnist(folder, n_train=12, n_test=5, gz=False):
         else:
             (folder / name).write_bytes(data)
     return files
+
+
+@contextlib.contextmanager
+def explorer_server(token: str):
+    """The explorer's server as `descentlab explore` configures it, on a free port of
+    127.0.0.1 in a thread of this process; yields the port."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from descentlab.explorer import server
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(server.config(None, "127.0.0.1", port, token))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started:
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    try:
+        yield port
+    finally:
+        server.stop_all("the tests are done")
+        srv.should_exit = True
+        thread.join(10)

@@ -3,17 +3,13 @@ engine's numbers, and clicks, drags, sliders, the formula box, play and the copy
 what they say. Screenshots go to $DESCENTLAB_SHOTS when it is set (to look at them)."""
 
 import os
-import socket
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import descentlab as dl
-from conftest import CHROMIUM_FLAGS, require_tool
-from descentlab.explorer import server
+from conftest import CHROMIUM_FLAGS, explorer_server, require_tool
 
 TOKEN = "page-test-token"
 HASH = "#f=himmelblau&opt=gd,adam&lr=0.01,0.05&start=-0.4,-0.65&steps=200"
@@ -21,23 +17,8 @@ HASH = "#f=himmelblau&opt=gd,adam&lr=0.01,0.05&start=-0.4,-0.65&steps=200"
 
 @pytest.fixture(scope="module")
 def base_url():
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(
-        uvicorn.Config(server.app(token=TOKEN), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/?token={TOKEN}"  # as the command prints it
-    srv.should_exit = True
-    thread.join(10)
+    with explorer_server(TOKEN) as port:
+        yield f"http://127.0.0.1:{port}/?token={TOKEN}"  # as the command prints it
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,9 @@ import time
 import urllib.request
 
 import pytest
-import uvicorn
 from typer.testing import CliRunner
 
+from conftest import explorer_server
 from descentlab.cli import app as cli
 from descentlab.explorer import request, server
 
@@ -40,18 +40,8 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def port():
-    number = _free_port()
-    srv = uvicorn.Server(server.config(None, "127.0.0.1", number, TOKEN))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    yield number
-    server.stop_all("the tests are done")
-    srv.should_exit = True
-    thread.join(10)
+    with explorer_server(TOKEN) as number:
+        yield number
 
 
 def ask(port, path="/api/run", body=None, headers=None, method="POST", timeout=60):
