@@ -169,21 +169,14 @@ def refuse_failed_allocations(fn):
 
 
 # the run in progress, for the advice after an allocation failed: its points, whether it
-# records, and the room and the process's size when it began
+# records, and the process's size when it began
 _RUN: contextvars.ContextVar[dict | None] = contextvars.ContextVar("run", default=None)
 
 
 def note_run(n: int, recording: bool) -> None:
     """Say, before a run's arrays are allocated, how many points it has and whether it
     records, so that an allocation that fails can be answered with what would fit."""
-    _RUN.set(
-        {
-            "n": n,
-            "recording": recording,
-            "room": min(room for room, _ in limits()),
-            "size": _status_bytes("VmSize") or 0.0,
-        }
-    )
+    _RUN.set({"n": n, "recording": recording, "size": _status_bytes("VmSize") or 0.0})
 
 
 def _advice(exc: BaseException) -> str:
@@ -191,15 +184,15 @@ def _advice(exc: BaseException) -> str:
     the room it began with holds (the recording's remedy only when it records)."""
     import re
 
-    run = _RUN.get()
-    if run is None or not run["n"] or not math.isfinite(run["room"]):
+    run, room = _RUN.get(), min(room for room, _ in limits())
+    if run is None or not run["n"] or not math.isfinite(room):
         return "use fewer points, fewer steps, or record='final'"
     asked = re.search(r"tried to allocate (\d+) bytes", str(exc))
-    taken = max(0.0, (_status_bytes("VmSize") or 0.0) - run["size"])
-    taken += float(asked.group(1)) if asked else 0.0
-    per_point = max(taken / run["n"], 1.0)
-    # (what it had taken when it failed is less than it needs at its peak: half the room)
-    fits = max(1, int(0.5 * run["room"] / per_point))
+    grown = max(0.0, (_status_bytes("VmSize") or 0.0) - run["size"])
+    per_point = max((grown + (float(asked.group(1)) if asked else 0.0)) / run["n"], 1.0)
+    # the room it began with (what is left and what it took since), and of that half: what it
+    # had taken when it failed is less than it needs at its peak
+    fits = max(1, int(0.5 * (room + grown) / per_point))
     more = ", or record='final'" if run["recording"] else ""
     return f"use at most about {fits:,} points{more}"
 

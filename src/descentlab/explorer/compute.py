@@ -42,12 +42,12 @@ from .request import (
 SURFACE = 121  # samples per axis of the contour map
 
 
-def answer(request: Mapping, own: Objective | None = None) -> dict:
+def answer(request: Mapping, own: Objective | None = None, parsed=None) -> dict:
     """The reply to one request: ``{"f": ..., "runs": [...], "python": ..., "cli": ...}``, or
-    ``{"error": message}``."""
+    ``{"error": message}``. `parsed`: its ``(view, objective)`` when already checked."""
     began = time.perf_counter()
     try:
-        view, objective = parse(request, own)
+        view, objective = parsed or parse(request, own)
         reply = run(view, objective)
     except DescentError as exc:
         message = str(exc).strip().splitlines()[0]

@@ -306,12 +306,14 @@ class _Turns:
 _TURNS = _Turns()
 
 
-def _estimate(asked) -> float:
-    """The seconds a request is estimated to take (0 for one that will be refused)."""
+def _checked(asked):
+    """The request's ``(view, objective)`` and its estimated seconds; (None, 0) for one that
+    will be refused (`compute.answer` says why)."""
     try:
-        return cost(*parse(asked))
+        view, objective = parse(asked)
     except Exception:
-        return 0.0
+        return None, 0.0
+    return (view, objective), cost(view, objective)
 
 
 def _answer(asked, work: Work) -> tuple[dict, int]:
@@ -319,7 +321,8 @@ def _answer(asked, work: Work) -> tuple[dict, int]:
     timer = threading.Timer(DEADLINE, work.cancel, args=(f"it ran past {DEADLINE:g} s",))
     context = None
     try:
-        with _TURNS.turn(_estimate(asked)) as key, warnings.catch_warnings():
+        parsed, seconds = _checked(asked)
+        with _TURNS.turn(seconds) as key, warnings.catch_warnings():
 
             def stop() -> bool:  # asked at each step of the descent
                 _TURNS.pause(key)
@@ -331,7 +334,7 @@ def _answer(asked, work: Work) -> tuple[dict, int]:
             if work.stop.is_set():
                 return {"error": f"not run: {work.why}"}, 409
             timer.start()
-            reply = compute.answer(asked)
+            reply = compute.answer(asked, parsed=parsed)
     finally:
         timer.cancel()
         if context is not None:
