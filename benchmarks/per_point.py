@@ -48,7 +48,9 @@ def descentlab_run(cls, x0, steps):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         began = time.perf_counter()
-        run = dl.descend(rosenbrock, x0, optimizer=cls, lr=1e-3, steps=steps, dtype="float64")
+        run = dl.descend(
+            rosenbrock, x0, optimizer=cls, lr=1e-3, steps=steps, tol=None, dtype="float64"
+        )
     return time.perf_counter() - began, torch.from_numpy(run.x)
 
 

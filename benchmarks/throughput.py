@@ -5,7 +5,8 @@
                                               [--no-scaling] [--no-compile-times]
 
 Rows (each run `--reps` times, alternating, median reported):
-  seed-style loop        one scalar tensor per point, autograd, the seeds' hand-written step
+  seed-style loop        one scalar tensor per point, autograd, the hand-written step of the
+                         example texts (the row keeps its name in the results files)
   grad-descent-visualizer its descend_gradient loop (autograd's elementwise_grad on (2, N))
   torch eager            one (N, 2) tensor, autograd, x -= lr * grad
   numpy                  the gradient written by hand, vectorized
@@ -213,6 +214,7 @@ def descentlab(engine, optimizer="gd", record="final", kernel="c", read=False):
                 optimizer=optimizer,
                 lr=LR,
                 steps=steps,
+                tol=None,
                 record=record,
                 engine=engine,
                 device=DEVICE,
@@ -356,7 +358,8 @@ times = []
 for _ in range(int(sys.argv[5])):
     began = time.perf_counter()
     run = dl.descend(
-        function, start, lr=0.01, steps=steps, record=record, engine=engine, device=device
+        function, start, lr=0.01, steps=steps, tol=None, record=record, engine=engine,
+        device=device,
     )
     times.append(time.perf_counter() - began)
 used = run.meta["engine"] + (":" + run.meta["kernel"] if run.meta["kernel"] else "")

@@ -55,7 +55,7 @@ def test_a_cli_run_that_draws_nothing_does_not_import_matplotlib():
 
 # what each layer may import when its modules load (a call may import more, lazily): the
 # layers of docs/architecture.md, dependencies pointing down
-FOUNDATION = {"errors", "files", "status", "memory", "progress"}
+FOUNDATION = {"errors", "files", "status", "memory", "progress", "defaults"}
 MAY_IMPORT = {
     "problem": {"problem"},
     "descent": {"problem", "descent"},

@@ -1,4 +1,4 @@
-"""The example notebooks run from top to bottom (their cells assert the seeds' numbers), show
+"""The example notebooks run from top to bottom (their cells assert the examples' numbers), show
 a picture in every cell that draws one, under matplotlib's own choice of backend, and are
 stored without outputs."""
 

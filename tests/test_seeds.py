@@ -1,4 +1,5 @@
-"""Every example of the seeds, with the numbers they print (seed 002 belongs to the Learner)."""
+"""Every example in the three texts, with the numbers they print (example 002's belong to the
+Learner)."""
 
 import subprocess
 import sys

@@ -54,10 +54,11 @@ def test_the_summary_echoes_the_settings_and_names_the_step_limit():
     result = cli("descend", *args)
     assert result.exit_code == 0, result.output
     assert "adam  lr=0.01, amsgrad=True" in result.output
-    assert "stopped at the step limit, after 50 steps" in result.output
+    assert "step limit: stopped after 50 steps, still moving" in result.output
     assert "running" not in result.output
-    many = cli("descend", "himmelblau", "--grid", "10", "--steps", "50").output
-    assert "100 stopped at the step limit" in many
+    many = cli("descend", "himmelblau", "--grid", "10", "--steps", "50", "--tol", "none").output
+    assert "100 step limit" in many
+    assert "100 converged" in cli("descend", "himmelblau", "--grid", "10").output
 
 
 def test_descend_one_point_summary():
@@ -89,6 +90,8 @@ def test_descend_grid_and_save(tmp_path):
         "0.01",
         "--steps",
         "300",
+        "--tol",
+        "none",
         "--save",
         str(path),
     )
@@ -564,7 +567,7 @@ def test_fit_draws_the_landscape_and_measures_sharpness(tmp_path):
     sharp = tmp_path / "sharpness.png"
     result = cli("fit", "quadratic", "--sharpness", "--plot", str(sharp))
     assert result.exit_code == 0, result.output
-    # the seed's quadratic fit: a fixed Hessian, far below its limit 2/lr = 2e5
+    # the example's quadratic fit: a fixed Hessian, far below its limit 2/lr = 2e5
     table = [line.split() for line in result.output.splitlines() if line[:6].strip().isdigit()]
     values = {float(row[1]) for row in table[-10:]}
     assert len(values) == 1 and 5e4 < values.pop() < 6e4

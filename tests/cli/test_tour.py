@@ -1,4 +1,4 @@
-"""The tour: the seeds' numbers printed, and a gallery whose every item exists."""
+"""The tour: the examples' numbers printed, and a gallery whose every item exists."""
 
 import itertools
 import re
@@ -19,7 +19,9 @@ def test_tour_reproduces_the_seeds_into_a_gallery(tmp_path):
     assert "Function minimum found in 27 iterations. X = 0.00" in text
     losses = [
         float(v)
-        for v in lines[lines.index(next(x for x in lines if x.startswith("Seed 002"))) + 1 :][:10]
+        for v in lines[lines.index(next(x for x in lines if x.startswith("Example 002"))) + 1 :][
+            :10
+        ]
     ]
     assert all(b < a for a, b in itertools.pairwise(losses))
     page = index.read_text()
@@ -41,10 +43,10 @@ def test_a_tour_without_the_extras_writes_what_it_can_and_says_what_to_install(
 
     monkeypatch.setattr(module, "installed", lambda name: name != "mlxtend")
 
-    def without_pictures_of_seed001(path, echo):  # (drawn by the test above)
-        return module.Section("Seed 001", "", [])
+    def without_pictures_of_breaking_down(path, echo):  # (drawn by the test above)
+        return module.Section("Example 001", "", [])
 
-    monkeypatch.setattr(module, "_seed001", without_pictures_of_seed001)
+    monkeypatch.setattr(module, "_breaking_down", without_pictures_of_breaking_down)
     lines = []
     index = tour(tmp_path / "tour", echo=lines.append)
     page = index.read_text()
@@ -57,9 +59,9 @@ def test_a_tour_without_the_extras_writes_what_it_can_and_says_what_to_install(
     def broken(path, echo):
         raise RuntimeError("a section failed")
 
-    monkeypatch.setattr(module, "_seed001", broken)
+    monkeypatch.setattr(module, "_breaking_down", broken)
     with pytest.raises(RuntimeError):
         tour(tmp_path / "again", echo=lines.append)
     page = (tmp_path / "again" / "index.html").read_text()
     assert "stopped early (RuntimeError: a section failed)" in page
-    assert "seed000_walk.png" in page  # what was made before it is kept and shown
+    assert "parabola_walk.png" in page  # what was made before it is kept and shown

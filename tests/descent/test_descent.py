@@ -103,7 +103,7 @@ def test_gradient_methods_give_the_same_descent():
     auto = dl.descend("himmelblau", starts, **kw)
     central = dl.descend("himmelblau", starts, grad="central", **kw)
 
-    def by_hand(x, y):  # the partial derivatives written out, the seed's power-rule way
+    def by_hand(x, y):  # the partial derivatives written out, the example's power-rule way
         return 4 * x * (x**2 + y - 11) + 2 * (x + y**2 - 7), 2 * (x**2 + y - 11) + 4 * y * (
             x + y**2 - 7
         )

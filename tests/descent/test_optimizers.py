@@ -12,7 +12,7 @@ STARTS = torch.tensor([[-1.5, 2.0], [0.3, -0.4], [1.2, 1.1], [-0.7, 0.1]], dtype
 
 
 def alone(cls, kwargs, x0, steps, closure=False):
-    """One point, a (d,) parameter, in the plain torch loop the seeds write: zero_grad, loss,
+    """One point, a (d,) parameter, in the plain torch loop the examples write: zero_grad, loss,
     backward, step."""
     x = x0.clone().requires_grad_(True)
     opt = cls([x], **kwargs)

@@ -2,7 +2,9 @@
 engine's numbers, and clicks, drags, sliders, the formula box, play and the copy buttons do
 what they say. Screenshots go to $DESCENTLAB_SHOTS when it is set (to look at them)."""
 
+import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -152,10 +154,21 @@ def test_learning_rate_slider_is_log_scale_and_reruns(page):
     _settled(page)
     assert _state(page)["lr"][0] == 0.1
     assert "lr=0.1,0.05" in page.evaluate("location.hash")
-    assert page.locator(".dlx-lrtext").first.inner_text() == "0.1"
+    assert page.locator(".dlx-lrtext").first.input_value() == "0.1"
     gd = next(t for t in _traces(page) if t["name"] == "gd lr=0.1")
     expected = dl.descend("himmelblau", start=(-0.4, -0.65), lr=0.1, steps=200)
     assert gd["x"][1] == pytest.approx(float(expected.path[1, 0, 0]), abs=1e-6)
+    # the slider keeps 3 significant figures (0.02 to 0.021 is a step), and a rate may be typed
+    slider.evaluate(
+        "(s) => { s.value = String(Math.log10(0.0215)); s.dispatchEvent(new Event('input')); }"
+    )
+    _settled(page)
+    assert _state(page)["lr"][0] == 0.0215
+    page.locator(".dlx-lrtext").first.fill("0.021")
+    page.locator(".dlx-lrtext").first.dispatch_event("change")
+    _settled(page)
+    assert _state(page)["lr"][0] == 0.021 and "lr=0.021,0.05" in page.evaluate("location.hash")
+    assert any(t["name"] == "gd lr=0.021" for t in _traces(page))
 
 
 def test_formula_box_shows_errors_and_keeps_working(page):
@@ -210,11 +223,10 @@ def test_play_keeps_the_contour_and_moves_the_walkers(page):
     assert page.locator(".dlx-slider").input_value() == stopped
     page.locator(".dlx-next").click()
     assert int(page.locator(".dlx-slider").input_value()) == int(stopped) + 1
-    # the arrows are the glyphs of the step shown
-    assert (
-        page.evaluate("() => document.querySelector('.dlx-map')._fullLayout.annotations.length")
-        >= 2
-    )
+    # the walkers and the arrows of the step shown, on the overlay over the plot area
+    overlay = page.locator(".dlx-overlay")
+    assert int(overlay.get_attribute("data-arrows")) >= 2
+    assert int(overlay.get_attribute("data-walkers")) == 2
 
 
 def test_grid_of_starts(page):
@@ -272,10 +284,13 @@ def test_a_schedule_is_chosen_drawn_and_kept_in_the_hash(page):
         ".map(t => Array.from(t.y))"
     )
     assert len(rates) == 2 and rates[0] == pytest.approx(expected["gd"].rates.tolist())
-    # the table shows each walk's rate at the step on screen: 0.01 * 0.2 after step 50
+    # the table shows each walk's rate at the step on screen: adam's 0.05 * 0.2 after step 50
+    # (gd converged at step 25, at its rate then)
     page.fill(".dlx-slider", "60")
     page.dispatch_event(".dlx-slider", "input")
-    assert "lr = 0.002" in page.locator(".dlx-readout").inner_text()
+    adam = page.locator(".dlx-readout tr").filter(has_text="adam").inner_text()
+    gd = page.locator(".dlx-readout tr").filter(has_text="gd").inner_text()
+    assert "lr = 0.01;" in adam and "converged at step 25" in gd and "lr = 0.01" in gd
     # a setting the schedule lacks is said in the page, and the next good one runs
     page.fill(".dlx-schedule-settings", "")
     page.press(".dlx-schedule-settings", "Enter")
@@ -332,3 +347,143 @@ def test_a_grid_too_large_to_send_whole_is_shown_every_kth_step(page, monkeypatc
     assert "of 2 s allowed" in page.locator(".dlx-info").inner_text()  # the budget, shown
     page.locator(".dlx-copy-cli").click()
     assert page.locator(".dlx-code").inner_text().endswith("--steps 200 --record 3")
+
+
+def _rows(page):
+    return {
+        r.split("\n")[0].strip(): r for r in page.locator(".dlx-readout tr").all_inner_texts()[1:]
+    }
+
+
+def test_a_diverging_walk_does_not_cut_the_timeline_and_is_marked_where_it_left(page):
+    # Rosenbrock with the default optimizers: gd and momentum diverge within a few steps,
+    # rmsprop and adam walk all 200
+    _open(page, "#f=rosenbrock&start=-0.4,-0.65")
+    assert page.locator(".dlx-steptext").inner_text() == "step 0 / 200"
+    race = dl.race("rosenbrock", start=(-0.4, -0.65), steps=200)
+    left = next(t for t in _traces(page) if t["name"] == "left the view")
+    texts = page.evaluate(
+        "() => document.querySelector('.dlx-map').data.find(t => t.name === 'left the view').text"
+    )
+    for label in ("gd", "momentum"):
+        assert race[label].status == "diverged"
+        assert f"diverged at {race[label].steps}" in texts
+    (x0, x1), (y0, y1) = race.objective.domain
+    for x, y in zip(left["x"], left["y"], strict=True):  # on the view's edge
+        assert min(abs(x - x0), abs(x - x1), abs(y - y0), abs(y - y1)) < 1e-9
+    # the legend names each walk's outcome
+    curve = page.locator(".dlx-curve").inner_text()
+    assert f"gd: diverged at step {race['gd'].steps}" in curve
+    assert "adam: step limit (200)" in curve
+    # at the end, the diverged walks' rows show their last finite numbers, compactly
+    page.locator(".dlx-slider").fill("200")
+    rows = _rows(page)
+    assert "diverged at step" in rows["gd"]
+    f_text = rows["gd"].split("\t")[2]
+    assert f_text == f"{float(race['gd'].value):.3e}".replace("e+", "e").replace(".", ".", 1)[
+        :0
+    ] + (f_text) and re.fullmatch(r"-?\d(\.\d+)?e\d+", f_text), f_text
+    assert float(f_text) == pytest.approx(float(race["gd"].value), rel=1e-3)
+    # the walkers still walking are drawn; the two that left are not
+    assert page.locator(".dlx-overlay").get_attribute("data-walkers") == "2"
+
+
+def test_the_timeline_is_the_longest_walk_whichever_is_listed_first(page):
+    for opt, lr in (("gd,momentum", "0.021,0.01"), ("momentum,gd", "0.01,0.021")):
+        _open(page, f"#f=0.5*x**2%20%2B%2050*y**2&opt={opt}&lr={lr}&start=-4,1&steps=200")
+        race = dl.race(
+            "0.5*x**2 + 50*y**2",
+            start=(-4, 1),
+            optimizers=["gd", "momentum"],
+            lr={"gd": 0.021, "momentum": 0.01},
+            steps=200,
+        )
+        longest = max(run.iterations for _, run in race)
+        assert page.locator(".dlx-steptext").inner_text() == f"step 0 / {longest}"
+
+
+def test_a_grid_draws_one_path_trace_per_optimizer_and_its_size_applies_at_once(page):
+    _open(page, "#f=himmelblau&grid=12&steps=60")
+    paths = [t for t in _traces(page) if (t["name"] or "").endswith("lr=0.01")]
+    assert len(paths) == 4 and all(t["type"] == "scattergl" for t in paths)
+    assert all(t["x"].count(None) == 144 for t in paths)
+    # every walker is on the canvas (none is a start dot hiding the paths)
+    assert int(page.locator(".dlx-overlay").get_attribute("data-walkers")) == 4 * 144
+    assert not any(t["name"] == "starts (drag)" and t["x"] for t in _traces(page))
+    page.locator(".dlx-gridn").fill("5")
+    page.locator(".dlx-gridn").dispatch_event("change")
+    _settled(page)
+    assert "grid=5" in page.evaluate("location.hash")
+    assert next(t for t in _traces(page) if t["name"] == "gd lr=0.01")["x"].count(None) == 25
+
+
+def test_arrows_are_drawn_at_the_steps_length_inside_the_map(page):
+    _open(page, "#f=himmelblau&opt=gd,adam&lr=0.01,0.05&start=-0.4,-0.65&steps=200")
+    arrows = page.evaluate("() => document.querySelector('.dlx-overlay').drawnArrows")
+    size = page.evaluate(
+        "() => { const s = document.querySelector('.dlx-map')._fullLayout._size;"
+        " return [s.w, s.h]; }"
+    )
+    by = {(a["run"], a["name"]): a for a in arrows}
+    # Adam's first step is lr = 0.05 long per coordinate: its gradient and first-moment
+    # arrows are directions drawn at that length, not the plain gradient step across the map
+    update = by[("adam", "update")]["length"]
+    assert by[("adam", "gradient")]["length"] == pytest.approx(update, rel=1e-6)
+    assert by[("adam", "first moment")]["length"] == pytest.approx(update, rel=1e-6)
+    px_per_unit = size[0] / 10  # the view is -5..5
+    assert update == pytest.approx(max(10, 0.05 * np.sqrt(2) * px_per_unit), rel=0.05)
+    # gd's gradient arrow is its step (the update), at its true length
+    assert by[("gd", "gradient")]["length"] == pytest.approx(by[("gd", "update")]["length"])
+    for a in arrows:  # drawn on the plot area's canvas, so cut at its edge
+        assert a["length"] >= 10 - 1e-9
+
+
+def test_zoom_pan_fit_and_whole_view_change_the_hash(page):
+    _open(page, "#f=rosenbrock&opt=rmsprop,adam&start=-0.4,-0.65")
+    page.locator(".dlx-fit").click()
+    _settled(page)
+    box = [float(v) for v in _state(page)["box"]]
+    race = dl.race("rosenbrock", start=(-0.4, -0.65), optimizers=["rmsprop", "adam"])
+    points = np.concatenate([run.path[:, 0] for _, run in race])
+    assert box[0] <= points[:, 0].min() and box[1] >= points[:, 0].max()
+    assert box[2] <= points[:, 1].min() and box[3] >= points[:, 1].max()
+    assert box[1] - box[0] < 5  # much closer than the function's own -5..10
+    assert "box=" in page.evaluate("location.hash")
+    # the wheel zooms about the pointer
+    before = _state(page)["box"]
+    x, y = _pixel(page, (box[0] + box[1]) / 2, (box[2] + box[3]) / 2)
+    page.mouse.move(x, y)
+    page.mouse.wheel(0, -200)
+    page.wait_for_function(
+        "(b) => JSON.stringify(window.descentlabModel.state.box) !== b",
+        arg=json.dumps(before, separators=(",", ":")),
+    )
+    _settled(page)
+    after = _state(page)["box"]
+    assert after[1] - after[0] < before[1] - before[0]
+    # a drag on empty map pans (and adds no start)
+    a = _pixel(page, after[0] + 0.1 * (after[1] - after[0]), after[2] + 0.1 * (after[3] - after[2]))
+    page.mouse.move(*a)
+    page.mouse.down()
+    for k in range(1, 6):
+        page.mouse.move(a[0] + 20 * k, a[1])
+        page.wait_for_timeout(20)
+    page.mouse.up()
+    _settled(page)
+    panned = _state(page)["box"]
+    assert len(_state(page)["start"]) == 1
+    assert panned[0] < after[0] and panned[1] - panned[0] == pytest.approx(after[1] - after[0])
+    page.locator(".dlx-whole").click()
+    _settled(page)
+    assert "box=" not in page.evaluate("location.hash")
+
+
+def test_the_curve_is_log_where_f_spans_decades_and_can_be_switched(page):
+    _open(page, "#f=x**2%20%2B%2010*y**2&opt=gd&lr=0.05&start=3,1")
+    layout = "() => document.querySelector('.dlx-curve').layout.yaxis"
+    axis = page.evaluate(layout)
+    assert axis["type"] == "log" and axis["title"]["text"] == "f"
+    page.locator(".dlx-curve-scale").click()
+    assert page.evaluate(layout)["type"] == "linear"
+    # the info line says which engine ran, in words
+    assert "ran on the C loop" in page.locator(".dlx-info").inner_text()

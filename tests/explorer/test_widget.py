@@ -255,3 +255,55 @@ def test_widget_in_jupyterlab(jupyterlab, tmp_path):
     assert starts[0] == [1.0, 1.0]
     assert len(starts) == 2 and starts[1] == pytest.approx([-4.0, 5.0], abs=0.1)
     assert not errors, errors
+
+
+def test_outside_a_notebook_explore_serves_the_view_in_the_browser_until_ctrl_c(tmp_path):
+    # a script at a terminal: dl.explore opens the same view on the local server; here .serve()
+    # (what explore calls when stdout is a terminal), with a browser that opens nothing
+    import signal
+
+    code = (
+        "import descentlab as dl\n"
+        "w = dl.explore('rosenbrock', ['gd', 'adam'], lr=[0.001, 0.05], start=(1.5, -1))\n"
+        "w.serve(browser=False)\n"
+        "print('after', w.f)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("descentlab explorer on http://127.0.0.1:"), line
+        url = line.split()[3]
+        base, token = url.split("/?token=")
+        catalog = None
+        for _ in range(100):
+            try:
+                req = urllib.request.Request(
+                    base + "/api/catalog", headers={"Authorization": f"token {token}"}
+                )
+                catalog = json.loads(urllib.request.urlopen(req, timeout=5).read())
+                break
+            except OSError:
+                time.sleep(0.1)
+        view = catalog["defaults"]
+        assert view["f"] == "rosenbrock" and view["opt"] == ["gd", "adam"]
+        assert view["lr"] == [0.001, 0.05] and view["start"] == [[1.5, -1]]
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert "descentlab explorer stopped" in out and "after rosenbrock" in out, out + err
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    # not at a terminal (here, under pytest) explore returns the widget and says how to open it
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import descentlab as dl; print(type(dl.explore('booth')).__name__)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.stdout.strip() == "Explorer" and ".serve()" in done.stderr

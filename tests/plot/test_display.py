@@ -79,7 +79,7 @@ def test_run_plot_draws_what_fits_the_dimension():
 
 def test_a_trajectory_shows_as_a_table_with_its_walk(walk):
     html = walk._repr_html_()
-    for text in ("Trajectory", "himmelblau", "gd (lr=0.01)", "1 running", "minima reached"):
+    for text in ("Trajectory", "himmelblau", "gd (lr=0.01)", "1 converged", "minima reached"):
         assert text in html, text
     image = inline_image(html)
     assert image is not None and has_colour(image, "#ff5a36")

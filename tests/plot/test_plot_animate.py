@@ -39,7 +39,7 @@ def test_frame_rows_keep_first_and_last():
 
 
 def test_single_walk_gif_moves(tmp_path):
-    run = dl.descend("himmelblau", start=(-0.4, -0.65), lr=0.01, steps=60)
+    run = dl.descend("himmelblau", start=(-0.4, -0.65), lr=0.01, steps=60, tol=None)
     path, n = dl.animate(run, tmp_path / "w.gif", fps=10, seconds=3)
     frames = gif_frames(path)
     assert n == len(frames) == 30

@@ -32,7 +32,8 @@ def test_page_is_self_contained_and_small(race_page):
 def test_figure_structure(race_page):
     from descentlab.plot.interactive import figure
 
-    race = dl.race("himmelblau", start=(-0.4, -0.65), optimizers=["gd", "adam"], steps=30)
+    kw = dict(optimizers=["gd", "adam"], steps=30, tol=None)
+    race = dl.race("himmelblau", start=(-0.4, -0.65), **kw)
     fig = figure(list(race), race.objective, frames=10)
     labels = [int(s.label) for s in fig.layout.sliders[0].steps]
     assert labels == list(range(0, 31, 3)) and len(fig.frames) == 11  # evenly spaced steps

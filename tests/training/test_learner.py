@@ -1,4 +1,4 @@
-"""The seven-step loop: seed 002's behaviour, stop rules, accumulation, LR tools, quality."""
+"""The seven-step loop: example 002's behaviour, stop rules, accumulation, LR tools, quality."""
 
 import itertools
 import math
@@ -39,7 +39,7 @@ def test_seed_002_hand_written_steps_equal_the_learner(seed_data):
     learn = dl.Learner(quadratic, params=3, data=seed_data, loss="mse", lr=1e-5, verbose=False)
     params = learn.model.params.detach().clone().requires_grad_()
     learn.fit(10)
-    for _ in range(10):  # the seed's apply_step, verbatim
+    for _ in range(10):  # the example's apply_step, verbatim
         preds = quadratic(time, params)
         loss = ((preds - speed) ** 2).mean()
         loss.backward()
@@ -265,7 +265,7 @@ def test_lr_sweep_too_low_good_too_high(seed_data):
     learn = dl.Learner(quadratic, params=3, data=seed_data, loss="mse", lr=1e-5, verbose=False)
     table = dl.lr_sweep(learn, [1e-8, 1e-5, 1e-2], epochs=20)
     low, good, high = table.itertuples()
-    assert low.status == good.status == "ok" and high.status == "diverged"
+    assert low.status == good.status == "step limit" and high.status == "diverged"
     assert good.final_loss < low.final_loss
     assert math.isnan(high.final_loss)
 

@@ -153,6 +153,7 @@ def run_block(block: Block) -> tuple[dict, np.ndarray]:
         optimizer=block.optimizer,
         lr=block.lr,
         steps=block.steps,
+        tol=None,  # every start takes the whole budget, as COCO's runs do
         record="all",
         engine=block.engine,
         progress=False,

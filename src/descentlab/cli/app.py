@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from .. import defaults
 from ..descent.loop import DEFAULT_STEPS, descend
 from ..descent.trajectory import Trajectory
 from ..errors import DescentError
@@ -238,7 +239,11 @@ def descend_command(
     momentum: float = typer.Option(None, help="momentum (gd, momentum, nesterov, rmsprop)"),
     option: list[str] = typer.Option([], "--option", "-o", help="optimizer setting key=value"),
     steps: int = typer.Option(DEFAULT_STEPS, help="most steps per point"),
-    tol: float = typer.Option(None, help="stop a point when its gradient norm < tol"),
+    tol: str = typer.Option(
+        "auto",
+        help="stop a point when its gradient norm < tol: a number, 'auto' (100 eps times the "
+        "starts' median gradient norm: a walk at a minimum converges) or 'none'",
+    ),
     norm: str = typer.Option("inf", help="gradient norm for --tol: inf or 2"),
     grad: str = typer.Option("autograd", help="autograd or central"),
     record: str = typer.Option("all", help="all, final, or every k-th step"),
@@ -270,7 +275,7 @@ def descend_command(
         optimizer=_optimizer_of(optimizer, "--optimizer"),
         lr=lr,
         steps=steps,
-        tol=tol,
+        tol=_tol(tol),
         norm=norm,
         record=_record(record),
         dtype=dtype,
@@ -298,7 +303,7 @@ def descend_command(
 def race_command(
     function: str = typer.Argument(..., help="a function name or a formula"),
     optimizers: str = typer.Option(
-        "gd,momentum,rmsprop,adam",
+        ",".join(defaults.OPTIMIZERS),
         help="comma-separated names, each with settings if wanted: 'gd,adam[betas=(0.9,0.99)]'",
     ),
     lrs: str = typer.Option(None, help="race learning rates of the first optimizer instead"),
@@ -309,8 +314,12 @@ def race_command(
     bounds: str = typer.Option(None, help="box for --grid/--random"),
     dim: int = typer.Option(None, help="dimension of d-dimensional functions"),
     lr: str = typer.Option(None, help="learning rate for every optimizer, or one each: 0.01,0.1"),
-    steps: int = typer.Option(200, help="most steps per point"),
-    tol: float = typer.Option(None, help="stop a point when its gradient norm < tol"),
+    steps: int = typer.Option(defaults.STEPS, help="most steps per point"),
+    tol: str = typer.Option(
+        "auto",
+        help="stop a point when its gradient norm < tol: a number, 'auto' (100 eps times the "
+        "starts' median gradient norm: a walk at a minimum converges) or 'none'",
+    ),
     plot: Path = typer.Option(None, help="contour figure (.png, .svg, .pdf)"),
     animate: Path = typer.Option(None, help="animation (.gif or .mp4)"),
     surface: Path = typer.Option(None, help="3-D surface picture (.png)"),
@@ -336,35 +345,28 @@ def race_command(
         lr=per_entry,
         lrs=rates,
         steps=steps,
-        tol=tol,
+        tol=_tol(tol),
         dim=dim,
         schedule=_schedule(schedule, warmup),
         record=_record(record),
     )
     table = Table(title=f"race on {function}")
-    for col in (
-        "entrant",
-        "best f",
-        "median f",
-        "f − f*",
-        "conv",
-        "div",
-        "at min",
-    ):
-        table.add_column(col, no_wrap=True)
+    for col in ("entrant", "best f", "median f", "f − f*", "walks", "at a minimum"):
+        table.add_column(col, overflow="fold")
 
     def short(v: float) -> str:
         return "—" if v != v else f"{v:.3g}"
 
-    for row in r.summary().itertuples():
+    rows = r.summary().set_index("label")
+    for label, run in r:
+        row = rows.loc[label]
         table.add_row(
-            row.label,
+            label,
             short(row.best_value),
             short(row.median_value),
             short(row.gap),
-            str(row.converged),
-            str(row.diverged),
-            str(row.reached_minimum),
+            run.status_text(",").replace(" (f grew a thousandfold or more)", ""),
+            f"{row.reached_minimum:,}" if run.minima else "—",
         )
     out.print(table)
     _write_pictures(r, pictures)
@@ -375,10 +377,21 @@ def race_command(
 def tour_command(
     out: Path = typer.Option(Path("descentlab-tour"), help="folder for the gallery"),
 ) -> None:
-    """Reproduce the three seeds and write every picture into a folder with an index.html."""
+    """The three lessons (walking down a parabola, breaking down gradient descent, the seven
+    steps of training) run end to end, every picture written into a folder with an index.html."""
     from .tour import tour
 
     tour(out, echo=typer.echo)
+
+
+def _tol(text: str):
+    """``--tol``: "auto", "none" or a number."""
+    if text.strip().lower() in ("auto", "none"):
+        return None if text.strip().lower() == "none" else "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise DescentError(f"--tol {text!r} must be a number, 'auto' or 'none'") from None
 
 
 def _numbers(text: str, option: str) -> list[float]:
@@ -559,15 +572,17 @@ def _print_summary(run: Trajectory) -> None:
         table.add_row("final x", _point(run.x))
         table.add_row("f(x)", _num(float(run.value)))
         table.add_row("gradient norm", _num(float(run.grad_norm)))
-        if run.status == "running" and run.diverging:
+        if run.status == "diverging":
             status = (
                 f"diverging: f grew {float(run.growth_[0]):.2g}-fold in {run.steps} steps "
                 f"(stopped at the step limit); try --lr {lr / 10:g}"
             )
-        elif run.status == "running":
-            status = f"stopped at the step limit, after {run.steps} steps"
+        elif run.status == "step limit":
+            status = f"step limit: stopped after {run.steps} steps, still moving"
+        elif run.status == "converged":
+            status = f"converged at step {run.steps} (gradient norm below {run.meta['tol']:.3g})"
         else:
-            status = f"{run.status} after {run.steps} steps"
+            status = f"{run.status} at step {run.steps}"
         table.add_row("status", status)
         if run.minima:
             i = run.reached()
@@ -577,16 +592,11 @@ def _print_summary(run: Trajectory) -> None:
             )
     else:
         table.add_row("points", f"{s['points']:,}  ({s['iterations']} iterations)")
-        said = {"running": "stopped at the step limit"}
-        counts = ", ".join(
-            f"{s[k]:,} {said.get(k, k)}"
-            for k in ("converged", "diverged", "running", "interrupted")
-            if s[k]
-        )
+        counts = run.status_text(",")
         if s["diverging"]:
-            counts += (
-                f" ({s['diverging']:,} of them diverging: f grew up to "
-                f"{s['largest_growth']:.2g}-fold; try --lr {lr / 10:g})"
+            counts = counts.replace(
+                " (f grew a thousandfold or more)",
+                f" (f grew up to {s['largest_growth']:.2g}-fold; try --lr {lr / 10:g})",
             )
         table.add_row("status", counts)
         for m in s.get("minima", []):

@@ -7,6 +7,7 @@ import socket
 
 import typer
 
+from .. import defaults
 from ..errors import DescentError
 
 
@@ -28,10 +29,10 @@ def register(app: typer.Typer, friendly, out, err) -> None:
     @friendly
     def explore_command(
         function: str = typer.Argument("himmelblau", help="a function name or a formula in x, y"),
-        optimizers: str = typer.Option("gd,momentum,rmsprop,adam", help="comma-separated names"),
+        optimizers: str = typer.Option(",".join(defaults.OPTIMIZERS), help="comma-separated names"),
         lr: str = typer.Option(None, help="learning rate for all, or one each: 0.01,0.05"),
         start: str = typer.Option(None, help="start point x,y (several: 'x,y;x,y')"),
-        steps: int = typer.Option(200, help="steps per walk"),
+        steps: int = typer.Option(defaults.STEPS, help="steps per walk"),
         host: str = typer.Option(
             "127.0.0.1",
             help="address to listen on: 127.0.0.1 is this machine only; any other address lets "

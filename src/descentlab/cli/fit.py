@@ -142,7 +142,7 @@ def register(app: typer.Typer, friendly) -> None:
         degree: int = typer.Option(2, help="degree of --model polynomial"),
         epochs: int = typer.Option(None, help="passes over the training data"),
         batch_size: int = typer.Option(
-            None, help="minibatch size (0: the whole data, the seed's GD)"
+            None, help="minibatch size (0: the whole data, the example's GD)"
         ),
         lr: float = typer.Option(None, help="learning rate"),
         optimizer: str = typer.Option(

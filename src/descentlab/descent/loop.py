@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .. import defaults
 from ..errors import DescentError, MemoryNeedError, StartError, check_positive
 from ..memory import (
     check_eager_memory,
@@ -40,7 +41,7 @@ from ..problem.gradients import Evaluator, Method
 from ..problem.objective import as_bounds
 from ..problem.resolve import resolve as resolve_problem
 from ..progress import Progress, interrupt_flag
-from ..status import CONVERGED, DIVERGED, INTERRUPTED
+from ..status import CONVERGED, DIVERGED, INTERRUPTED, auto_tol
 from . import optimizers, schedules
 from .optimizers import state_tensors
 from .trajectory import Trajectory
@@ -54,7 +55,7 @@ _DTYPES = {
     "single": torch.float32,
 }
 _NORMS = {"inf": math.inf, "max": math.inf, "2": 2.0, "l2": 2.0, "1": 1.0, "l1": 1.0}
-DEFAULT_STEPS = 1000
+DEFAULT_STEPS = defaults.STEPS
 
 
 @refuse_failed_allocations
@@ -64,7 +65,7 @@ def descend(
     optimizer: str | type[torch.optim.Optimizer] = "gd",
     lr: float | None = None,
     steps: int = DEFAULT_STEPS,
-    tol: float | None = None,
+    tol: float | str | None = "auto",
     norm: str | float = "inf",
     bounds=None,
     record: str | int = "all",
@@ -90,11 +91,15 @@ def descend(
             adadelta rprop lbfgs``) or any `torch.optim.Optimizer` subclass.
         lr: learning rate (default 0.01; 1.0 for adadelta and lbfgs).
         steps: the most steps any point takes.
-        tol: a point converges when its gradient norm is below `tol` (None: never).
+        tol: a point converges (and stops) when its gradient norm is below `tol`. ``"auto"``
+            (the default): 100 eps of the dtype times the median gradient norm at the starts
+            (`status.auto_tol`), so a walk that reached a minimum is called converged
+            whatever the function's scale; a number: that bound; None: never (every point
+            takes every step).
         norm: gradient norm for `tol`: ``"inf"`` (largest partial derivative, |dx| in 1-D) or 2.
         bounds: optional box ``(lo, hi)`` or one pair per axis; steps are clamped into it.
         record: ``"all"`` (every step), an int k (every k-th step and the last), ``"final"``.
-        dtype: ``torch.float32`` (default, as the seeds) or ``torch.float64``.
+        dtype: ``torch.float32`` (default, as the examples) or ``torch.float64``.
         device: ``"cpu"`` or a CUDA device.
         progress: show a progress bar (None: only on a terminal, for runs over a second).
         grad: ``"autograd"``, ``"central"`` (finite differences) or a callable derivative.
@@ -134,7 +139,8 @@ def descend(
     dtype = _dtype(dtype)
     device = _device(device)
     _check_int("steps", steps)
-    check_positive("tol", tol, allow_zero=True)
+    if tol != "auto":
+        check_positive("tol", tol, allow_zero=True)
     check_positive("blowup", blowup)
     order = _norm(norm)
     every = _record_every(record)
@@ -159,6 +165,8 @@ def descend(
     objective, x0 = problem.objective, problem.x0
     n, d = x0.shape
     check_memory(n, d, unbuilt=False)
+    if tol == "auto":
+        tol = tolerance_at(objective, grad, x0, order)
     note_run(n, recording=record != "final")
     box = _clamp_box(bounds, d, x0)
     low, high = torch.aminmax(x0)  # (x0.abs().max() writes an |x0| copy first)
@@ -348,6 +356,20 @@ def check_engine(engine) -> None:
         close = difflib.get_close_matches(str(engine).lower(), engines, n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise DescentError(f"engine must be 'auto', 'eager' or 'compiled', got {engine!r}{hint}")
+
+
+def tolerance_at(objective, grad, x0: torch.Tensor, order: float) -> float:
+    """`tol="auto"`: `status.auto_tol` of the median gradient norm over the starts (at most
+    4,096 of them, evenly spread: a median needs no more)."""
+    n = x0.shape[0]
+    every = torch.arange(4096, device=x0.device) * (n - 1) // 4095
+    sample = x0 if n <= 4096 else x0[every]
+    _, g = Evaluator(objective, grad)(sample.clone())
+    gn = gradient_norm(g.detach(), order)
+    gn = gn[torch.isfinite(gn)]
+    scale = float(gn.double().median()) if gn.numel() else 0.0
+    info = torch.finfo(x0.dtype)
+    return auto_tol(scale, info.eps, info.tiny)
 
 
 def gradient_norm(g: torch.Tensor, order: float) -> torch.Tensor:

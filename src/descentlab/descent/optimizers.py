@@ -1,4 +1,4 @@
-"""Optimizer names mapped to the real `torch.optim` classes, plus the seed's hand-written step.
+"""Optimizer names mapped to the real `torch.optim` classes, plus the example's hand-written step.
 
 The contract (docs/optimizers.md): for every optimizer class and every point, a descent gives
 the trajectory that point has when it runs alone, as a ``(d,)`` parameter, in a plain torch
@@ -39,7 +39,7 @@ from .newton import Newton, closure_loss
 
 
 class GradientDescent(torch.optim.Optimizer):
-    """Plain gradient descent exactly as the seeds write it: ``x -= lr * x.grad``.
+    """Plain gradient descent exactly as the examples write it: ``x -= lr * x.grad``.
 
     Equal to ``torch.optim.SGD(params, lr)``; kept so the textbook step is visible in code.
 

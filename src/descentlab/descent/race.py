@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import defaults
 from ..errors import DescentError
 from .loop import descend
 from .trajectory import Trajectory
@@ -41,7 +42,8 @@ class Race:
         return len(self.runs)
 
     def summary(self):
-        """One row per entrant: best and median final value, gap to f*, status counts."""
+        """One row per entrant: best and median final value, gap to f*, how many walks ended
+        in each outcome (`descentlab.status`), and how many reached a known minimum."""
         import pandas as pd
 
         rows = []
@@ -57,8 +59,7 @@ class Race:
                     "best_value": s["best_value"],
                     "median_value": float(np.median(finite)) if finite.size else np.nan,
                     "gap": s["best_value"] - fstar if fstar is not None else np.nan,
-                    "converged": s["converged"],
-                    "diverged": s["diverged"],
+                    **{k.replace(" ", "_"): c for k, c in run.outcomes().items()},
                     "reached_minimum": int((np.atleast_1d(run.reached()) >= 0).sum()),
                 }
             )
@@ -91,7 +92,7 @@ class Race:
 def race(
     f,
     start,
-    optimizers: Sequence | Mapping = ("gd", "momentum", "rmsprop", "adam"),
+    optimizers: Sequence | Mapping = defaults.OPTIMIZERS,
     lr: float | Mapping[str, float] | None = None,
     lrs: Sequence[float] | None = None,
     **kwargs,

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import LoadError
 from ..files import atomic_file
-from ..status import CONVERGED, DIVERGED, DIVERGING_GROWTH, RUNNING, STATUS
+from ..status import CONVERGED, DIVERGED, DIVERGING_GROWTH, OUTCOMES, RUNNING, STATUS
 
 FORMAT = "descentlab.trajectory/1"
 _CHUNK = 1 << 20  # points at a time where a per-point answer needs temporaries
@@ -45,6 +45,32 @@ _ARRAYS = (
 
 def coordinate_names(d: int) -> list[str]:
     return ["x", "y", "z"][:d] if d <= 3 else [f"x{i}" for i in range(1, d + 1)]
+
+
+class Summary(dict):
+    """`Trajectory.summary`'s dict, printed in a REPL as one line a key."""
+
+    def __repr__(self) -> str:
+        width = max(map(len, self), default=0)
+        return "\n".join(f"{k:<{width}}  {_shown(v)}" for k, v in self.items())
+
+    def _repr_pretty_(self, printer, cycle) -> None:  # IPython
+        printer.text(repr(self))
+
+
+def _shown(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    if isinstance(v, list) and v and isinstance(v[0], dict):  # the minima
+        return "; ".join(
+            f"[{m['index']}] ({', '.join(f'{c:.4g}' for c in m['point'])}): {m['count']:,}"
+            for m in v
+        )
+    if isinstance(v, list):
+        return "(" + ", ".join(_shown(c) if isinstance(c, float) else str(c) for c in v) + ")"
+    return str(v)
 
 
 @dataclass(eq=False)
@@ -153,7 +179,11 @@ class Trajectory:
 
     @property
     def status(self):
-        names = np.array(STATUS)[self.status_]
+        """How each walk ended, in the one vocabulary of `descentlab.status`: "converged",
+        "step limit", "diverging", "diverged" or "interrupted"."""
+        names = np.array(STATUS, dtype=object)[self.status_]
+        names[np.atleast_1d(self.diverging)] = "diverging"
+        names = names.astype(str)
         return str(names[0]) if self.single else names
 
     @property
@@ -247,22 +277,33 @@ class Trajectory:
             np.copyto(index, -1, where=far)
         return int(out[0]) if self.single else out
 
-    def summary(self, tol: float = 1e-2) -> dict[str, Any]:
-        """Counts per status and per known minimum reached, and the best final point."""
+    def outcomes(self) -> dict[str, int]:
+        """How many walks ended in each outcome (`descentlab.status.OUTCOMES`, in that
+        order); they add up to the points."""
         counts = np.bincount(self.status_, minlength=len(STATUS))
+        diverging = int(np.atleast_1d(self.diverging).sum())
+        by_name = dict(zip(STATUS, (int(c) for c in counts), strict=True))
+        by_name["step limit"] -= diverging
+        by_name["diverging"] = diverging
+        return {name: by_name[name] for name in OUTCOMES}
+
+    def summary(self, tol: float = 1e-2) -> Summary:
+        """The walks' outcomes (converged, step_limit, diverging, diverged, interrupted: they
+        add up to the points), how many reached each known minimum (within `tol`), and the
+        best final point. A dict, which a REPL prints as a short table."""
         finite = np.where(np.isfinite(self.value_), self.value_, np.inf)
         best = int(finite.argmin())
-        out: dict[str, Any] = {
-            "function": self.meta.get("function"),
-            "optimizer": self.meta.get("optimizer"),
-            "points": self.n_points,
-            "iterations": self.iterations,
-            **{name: int(c) for name, c in zip(STATUS, counts, strict=True)},
-            "best_x": self.x_[best].tolist(),
-            "best_value": float(self.value_[best]),
-        }
+        out = Summary(
+            function=self.meta.get("function"),
+            optimizer=self.meta.get("optimizer"),
+            points=self.n_points,
+            iterations=self.iterations,
+            tol=self.meta.get("tol"),
+            **{name.replace(" ", "_"): c for name, c in self.outcomes().items()},
+            best_x=self.x_[best].tolist(),
+            best_value=float(self.value_[best]),
+        )
         diverging = np.atleast_1d(self.diverging)
-        out["diverging"] = int(diverging.sum())  # of the running ones
         if out["diverging"]:
             out["largest_growth"] = float(np.nanmax(self.growth_[diverging]))
         if self.minima:
@@ -279,7 +320,7 @@ class Trajectory:
 
     # ---- printing and tables --------------------------------------------------------------------
     def trace_lines(self, point: int = 0, final: bool = False) -> list[str]:
-        """Seed 000's lines ``f(x) = y`` (``:.2`` formatting) for each point a step was taken
+        """Example 000's lines ``f(x) = y`` (``:.2`` formatting) for each point a step was taken
         from; with `final`, the last position too."""
         stop = int(self.steps_[point])
         rows = [r for r, k in enumerate(self.recorded) if k < stop or (final and k == stop)]
@@ -290,7 +331,7 @@ class Trajectory:
         return lines
 
     def print_trace(self, point: int = 0, final: bool = False, file=None) -> None:
-        """Print `trace_lines`, e.g. ``f(-3.0) = 1.5e+01`` … for seed 000."""
+        """Print `trace_lines`, e.g. ``f(-3.0) = 1.5e+01`` … for example 000."""
         print("\n".join(self.trace_lines(point, final)), file=file or sys.stdout)
 
     def to_frame(self, final: bool = False):
@@ -317,13 +358,12 @@ class Trajectory:
         return pd.DataFrame(data)
 
     def status_text(self, grouping: str = "") -> str:
-        """The points per status, and how many running ones are diverging: "3 converged,
-        1 running (1 of them diverging: ...)"; `grouping` "," writes 1,000."""
-        counts = np.bincount(self.status_, minlength=len(STATUS))
-        text = ", ".join(f"{c:{grouping}} {s}" for s, c in zip(STATUS, counts, strict=True) if c)
-        diverging = int(np.atleast_1d(self.diverging).sum())
-        if diverging:
-            text += f" ({diverging:{grouping}} of them diverging: f grew a thousandfold or more)"
+        """The walks per outcome: "3 converged, 1 step limit, 1 diverging (f grew a
+        thousandfold or more)"; `grouping` "," writes 1,000."""
+        counts = self.outcomes()
+        text = ", ".join(f"{c:{grouping}} {s}" for s, c in counts.items() if c)
+        if counts["diverging"]:
+            text += " (f grew a thousandfold or more)"
         return text
 
     def __repr__(self) -> str:

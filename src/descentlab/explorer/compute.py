@@ -10,7 +10,7 @@ as an exception: the page shows it and keeps working.
 
 >>> reply = answer({"f": "booth", "opt": ["gd"], "lr": [0.05], "start": [[0, 0]], "steps": 20})
 >>> reply["runs"][0]["status"], reply["runs"][0]["steps"]
-(['running'], [20])
+(['step limit'], [20])
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from ..descent.race import race
 from ..errors import DescentError
 from ..problem.objective import Objective
 from ..problem.starts import grid as make_grid
-from ..status import STATUS
+from ..status import outcome
 from .request import (
     PYTHON,
     Entry,
@@ -130,7 +130,8 @@ def warm(objective: Objective, view: View) -> None:
         rates = None
         if factory is not None and e.name in engine.SUPPORTED:
             rates = schedules.planned(factory, plan, view.steps)
-        settings = Settings(view.steps, None, math.inf, 1e30, 1, None, factory, rates)
+        # (a tolerance is set, as descend's "auto" sets one: its value is the loop's argument)
+        settings = Settings(view.steps, 0.0, math.inf, 1e30, 1, None, factory, rates)
         if engine.unsupported(objective, plan, "autograd", settings) is None:
             specs.append(engine.Spec.of(objective, plan, 2, torch.float32, "cpu", settings))
     engine.prebuild(specs)
@@ -172,7 +173,7 @@ def _pack_run(entry: Entry, run, objective: Objective, glyphs: bool) -> dict:
     values = np.asarray(run.values)  # (T, N)
     diverging = np.atleast_1d(run.diverging)
     status = [
-        "diverging" if away else STATUS[int(c)]
+        outcome(int(c), bool(away))
         for c, away in zip(np.atleast_1d(run.status_), diverging, strict=True)
     ]
     out = {

@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from .. import defaults
 from ..descent import optimizers, schedules
 from ..errors import DescentError, UnknownNameError
 from ..memory import _ordinal
@@ -92,6 +93,23 @@ class View:
         return self.grid * self.grid if self.grid else len(self.points)
 
 
+def default_view() -> dict:
+    """The view a page without a hash, `dl.explore()` and `descentlab explore` open on: the
+    race `dl.race("himmelblau", defaults.START)` runs, each optimizer at its default rate."""
+    names = list(defaults.OPTIMIZERS)
+    return {
+        "f": "himmelblau",
+        "opt": names,
+        "lr": [optimizers.REGISTRY[n].lr for n in names],
+        "hyper": [{} for _ in names],
+        "start": [list(defaults.START)],
+        "grid": 0,
+        "steps": defaults.STEPS,
+        "box": [],
+        "schedule": None,
+    }
+
+
 def catalog() -> dict:
     """What the page offers: the functions, the optimizers with their default rate and the
     hyper-parameters it shows, and the limits."""
@@ -102,6 +120,8 @@ def catalog() -> dict:
             for name, entry in optimizers.REGISTRY.items()
         },
         "limits": LIMITS,
+        "palette": list(defaults.PALETTE),
+        "single": defaults.SINGLE,
         # each schedule's settings and their defaults (None: must be given)
         "schedules": {name: dict(settings) for name, settings in schedules.SETTINGS.items()},
     }
@@ -119,10 +139,15 @@ def objective_for(f: str, own: Objective | None = None) -> Objective:
             f"{LIMITS['formula']} (descend takes longer ones in Python)"
         )
     obj = named_or_formula(f, None)
+    if obj.dim == 1:
+        raise ExploreError(
+            f"the explorer maps functions of two variables; {f!r} has 1 "
+            f"(write it in x and y, e.g. {f} + 0*y)"
+        )
     if obj.dim != 2:
         raise ExploreError(
-            f"the explorer maps functions of two variables; {f!r} has {obj.dim} "
-            f"(write it in x and y, e.g. {f} + 0*y)"
+            f"the explorer maps functions of two variables; {f!r} has {obj.dim}: write it in "
+            "x and y alone (fix the others at a value), or run it in Python with dl.descend"
         )
     return obj
 

@@ -26,6 +26,7 @@ import itertools
 import json
 import logging
 import secrets
+import signal
 import threading
 import time
 import warnings
@@ -43,7 +44,7 @@ from starlette.routing import Route
 
 from ..progress import stop_requested
 from . import compute
-from .request import LIMITS, cost, parse
+from .request import LIMITS, cost, default_view, parse
 from .request import catalog as offered
 
 STATIC = Path(str(files(__package__) / "static"))
@@ -362,17 +363,7 @@ def _give_back_memory() -> None:
 
 
 _SHIPPED = {"explorer.js", "explorer.css", "page.js", "index.html"}
-DEFAULTS = {
-    "f": "himmelblau",
-    "opt": ["gd", "momentum", "rmsprop", "adam"],
-    "lr": [0.01, 0.01, 0.01, 0.05],
-    "hyper": [{}, {}, {}, {}],
-    "start": [[-0.4, -0.65]],
-    "grid": 0,
-    "steps": 200,
-    "box": [],
-    "schedule": None,
-}
+DEFAULTS = default_view()
 
 
 def url_for(host: str, port: int, token: str | None = None) -> str:
@@ -433,7 +424,10 @@ def _server(config):
     import uvicorn
 
     class Server(uvicorn.Server):
+        interrupted = False  # stopped by Ctrl-C (SIGINT)
+
         def handle_exit(self, sig, frame):
+            self.interrupted = self.interrupted or sig == signal.SIGINT
             stop_all("the server is stopping")
             self.force_exit = True
             super().handle_exit(sig, frame)
@@ -484,3 +478,6 @@ def serve(
 
     threading.Thread(target=announce, daemon=True).start()
     server.run()
+    if server.interrupted:  # (uvicorn re-raises the signal it caught only in some versions
+        # and timings: a stop by Ctrl-C is a KeyboardInterrupt, always)
+        raise KeyboardInterrupt

@@ -5,14 +5,19 @@ traits (so a saved notebook keeps the view), and each request is a custom messag
 
 from __future__ import annotations
 
+import sys
+
 import anywidget
 import traitlets
 
+from .. import defaults
 from ..problem.objective import Objective
 from ..problem.resolve import resolve
 from . import compute
-from .request import PYTHON, ExploreError, catalog, parse
+from .request import PYTHON, ExploreError, catalog, default_view, parse
 from .server import STATIC, plotly_js_path
+
+_VIEW = default_view()
 
 
 class Explorer(anywidget.AnyWidget):
@@ -22,13 +27,13 @@ class Explorer(anywidget.AnyWidget):
 
     _esm = STATIC / "explorer.js"
     _css = STATIC / "explorer.css"
-    f = traitlets.Unicode("himmelblau").tag(sync=True)
-    opt = traitlets.List(["gd", "momentum", "rmsprop", "adam"]).tag(sync=True)
-    lr = traitlets.List([0.01, 0.01, 0.01, 0.05]).tag(sync=True)
-    hyper = traitlets.List([{}, {}, {}, {}]).tag(sync=True)
+    f = traitlets.Unicode(_VIEW["f"]).tag(sync=True)
+    opt = traitlets.List(_VIEW["opt"]).tag(sync=True)
+    lr = traitlets.List(_VIEW["lr"]).tag(sync=True)
+    hyper = traitlets.List(_VIEW["hyper"]).tag(sync=True)
     start = traitlets.List([]).tag(sync=True)
-    grid = traitlets.Int(0).tag(sync=True)
-    steps = traitlets.Int(200).tag(sync=True)
+    grid = traitlets.Int(_VIEW["grid"]).tag(sync=True)
+    steps = traitlets.Int(_VIEW["steps"]).tag(sync=True)
     box = traitlets.List([]).tag(sync=True)
     # a learning-rate schedule for every walk: {"name": "cosine", "warmup": 5}, or None
     schedule = traitlets.Dict(allow_none=True, default_value=None).tag(sync=True)
@@ -39,6 +44,12 @@ class Explorer(anywidget.AnyWidget):
         self._own = own
         self.last_reply: dict | None = None
         self.on_msg(self._on_message)
+
+    def serve(self, port: int | None = None, browser: bool = True) -> None:
+        """This view on the local server `descentlab explore` runs (port: a free one), in your
+        browser, until Ctrl-C: for a script or a terminal, where no widget shows. A Python
+        function stays in a notebook's kernel: outside one, give a name or a formula."""
+        _serve(self, self._own, port, browser)
 
     def request(self) -> dict:
         """The request the front end sends for the current view."""
@@ -71,10 +82,10 @@ class Explorer(anywidget.AnyWidget):
 
 def explore(
     f="himmelblau",
-    optimizers=("gd", "momentum", "rmsprop", "adam"),
+    optimizers=defaults.OPTIMIZERS,
     lr=None,
     start=None,
-    steps: int = 200,
+    steps: int = defaults.STEPS,
     grid: int = 0,
     bounds=None,
     schedule=None,
@@ -143,4 +154,51 @@ def explore(
         schedule=schedule,
     )
     parse(widget.request(), own)  # a bad argument is said here, not in the page
+    if not _in_a_notebook():
+        if sys.stdout.isatty() and own is None:  # a person at a terminal: show it them
+            widget.serve()
+        else:
+            print(
+                "dl.explore shows itself in a notebook; here, call .serve() on it (or run "
+                "`descentlab explore` in a terminal) to open it in your browser",
+                file=sys.stderr,
+            )
     return widget
+
+
+def _in_a_notebook() -> bool:
+    """Whether this runs in a Jupyter kernel (JupyterLab, Notebook 7, VS Code), where the
+    widget shows itself when it is a cell's result."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and "IPKernelApp" in shell.config
+
+
+def _serve(widget: Explorer, own, port: int | None, browser: bool) -> None:
+    import socket
+
+    from .server import new_token, serve, url_for
+
+    if own is not None:
+        raise ExploreError(
+            "a Python function is explored in a notebook (the widget keeps it in your kernel); "
+            "outside one, give a registered name or a formula, or run "
+            "descentlab explore 'formula'"
+        )
+    if port is None:
+        with socket.socket() as s:  # a free port of this machine
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+    token = new_token()
+    view = {k: v for k, v in widget.request().items() if v is not None}
+    print(
+        f"descentlab explorer on {url_for('127.0.0.1', port, token)} (Ctrl-C stops it)",
+        flush=True,
+    )
+    try:
+        serve(view, port=port, token=token, open_browser=browser)
+    except KeyboardInterrupt:
+        print("descentlab explorer stopped", flush=True)

@@ -9,24 +9,22 @@ from pathlib import Path
 import matplotlib.figure
 import numpy as np
 
+from .. import defaults
 from ..descent.race import Race
 from ..descent.trajectory import Trajectory
 from ..errors import DescentError
 from ..files import atomic_file, check_target
 from ..status import DIVERGED
 
-PALETTE = [
-    "#e6194b",
-    "#3cb44b",
-    "#4363d8",
-    "#f58231",
-    "#911eb4",
-    "#42d4f4",
-    "#f032e6",
-    "#bfef45",
-    "#fabed4",
-    "#469990",
-]
+PALETTE = list(defaults.PALETTE)
+SINGLE = defaults.SINGLE
+
+
+def colour(i: int, entries: int) -> str:
+    """Entrant i's colour among `entries` (one walk alone: `SINGLE`)."""
+    return PALETTE[i % len(PALETTE)] if entries > 1 else SINGLE
+
+
 FIGURE_FORMATS = {".png", ".svg", ".pdf", ".jpg", ".jpeg"}
 DPI = 110
 
@@ -35,10 +33,43 @@ class Figure(matplotlib.figure.Figure):
     """A matplotlib Figure that pyplot does not hold: no window opens, none needs closing, and
     the user's backend and their own `plt` figures are left alone. In Jupyter (JupyterLab,
     Notebook 7, VS Code) it shows as a picture when it is a cell's result; ``display(fig)``
-    shows it anywhere in a cell."""
+    shows it anywhere in a cell. In a script or a terminal, ``fig.save("walk.png")`` writes
+    it and ``fig.show()`` opens it in a window (where matplotlib has a window backend)."""
 
     def _repr_png_(self) -> bytes:
         return png_bytes(self)
+
+    def save(self, path, dpi: int = DPI) -> Path:
+        """Write the picture (.png, .svg, .pdf, .jpg), atomically; returns the path."""
+        return save_figure(self, path, dpi=dpi)
+
+    def show(self, warn: bool = True) -> None:
+        """Show the picture: in a notebook, in the cell; elsewhere in a window of pyplot's
+        backend, until it is closed. With no window backend (a server, no display), says how
+        to save it instead."""
+        try:
+            from IPython import get_ipython
+
+            shell = get_ipython()
+        except ImportError:
+            shell = None
+        if shell is not None and "IPKernelApp" in shell.config:
+            from IPython.display import display
+
+            display(self)
+            return
+        import matplotlib.pyplot as plt
+
+        if plt.get_backend().lower() in ("agg", "pdf", "svg", "ps", "cairo", "template"):
+            print(
+                f"no window to show the picture in (matplotlib's backend is "
+                f"{plt.get_backend()}): save it with fig.save('picture.png')"
+            )
+            return
+        manager = plt.figure().canvas.manager  # a pyplot window, given this figure
+        manager.canvas.figure = self
+        self.set_canvas(manager.canvas)
+        plt.show()
 
 
 def png_bytes(fig, dpi: int = DPI) -> bytes:
@@ -114,8 +145,8 @@ def check_output(path, allowed: set[str], what: str) -> Path:
     return check_target(p, what)
 
 
-def save_figure(fig, path) -> Path:
+def save_figure(fig, path, dpi: int = DPI) -> Path:
     p = check_output(path, FIGURE_FORMATS, "figure")
     with atomic_file(p) as tmp:
-        fig.savefig(tmp, dpi=DPI, bbox_inches="tight")
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     return p

@@ -18,7 +18,7 @@ from ..errors import DescentError
 from ..files import atomic_file
 from ..progress import Progress
 from ..status import DIVERGED
-from ._common import PALETTE, as_runs, check_output, new_figure
+from ._common import PALETTE, SINGLE, as_runs, check_output, new_figure
 from .static import MAX_PATHS, contour, curve
 
 FORMATS = {".gif", ".mp4"}
@@ -144,10 +144,12 @@ class Animation:
 def _plane_scene(obj, entries, n_frames):
     fig = contour(obj, walks=False)
     ax = fig.axes[0]
-    rows = frame_rows(len(entries[0][1].recorded), n_frames)
+    # the timeline runs to the longest walk; one that stopped early keeps its last place
+    longest = max((run for _, run in entries), key=lambda run: len(run.recorded))
+    rows = frame_rows(len(longest.recorded), n_frames)
     actors = []
     for i, (label, run) in enumerate(entries):
-        color = PALETTE[i % len(PALETTE)] if len(entries) > 1 else "#ff5a36"
+        color = PALETTE[i % len(PALETTE)] if len(entries) > 1 else SINGLE
         one = run.n_points == 1
         n_trails = run.n_points if run.n_points <= MAX_PATHS else 0
         width, alpha = (1.4, 1.0) if one else (0.6, 0.5)
@@ -168,7 +170,6 @@ def _plane_scene(obj, entries, n_frames):
         ax.legend(loc="upper right", fontsize=8, framealpha=0.8)
     box = {"facecolor": "black", "alpha": 0.5, "pad": 3}
     stamp = ax.text(0.02, 0.02, "", transform=ax.transAxes, color="white", fontsize=10, bbox=box)
-    first = entries[0][1]
 
     def update(row):
         for run, trails, dots, gone in actors:
@@ -184,7 +185,7 @@ def _plane_scene(obj, entries, n_frames):
             for j, line in enumerate(trails):
                 end = r + 1 if not out[j] else 0
                 line.set_data(run.path[tail:end, j, 0], run.path[tail:end, j, 1])
-        stamp.set_text(f"step {int(first.recorded[min(row, len(first.recorded) - 1)])}")
+        stamp.set_text(f"step {int(longest.recorded[row])}")
 
     return fig, update, rows
 
@@ -194,9 +195,9 @@ def _curve_scene(entries, n_frames):
     fig = curve(run, walks=False)
     ax = fig.axes[0]
     rows = frame_rows(len(run.recorded), n_frames)
-    trail = ax.plot([], [], "o-", color="#ff5a36", ms=4, lw=0.8, alpha=0.7)[0]
+    trail = ax.plot([], [], "o-", color=SINGLE, ms=4, lw=0.8, alpha=0.7)[0]
     dot = ax.scatter(
-        run.path[0, :, 0], run.values[0], s=70, color="#ff5a36", edgecolors="black", zorder=9
+        run.path[0, :, 0], run.values[0], s=70, color=SINGLE, edgecolors="black", zorder=9
     )
 
     def update(row):
@@ -217,7 +218,7 @@ def _learner_scene(learn, n_frames):
     x = learn.x
     if x.ndim > 1 and x.shape[1] != 1:
         raise DescentError(
-            "animate draws a Learner's predictions for 1-D inputs (like the seed's time)"
+            "animate draws a Learner's predictions for 1-D inputs (like the example's time)"
         )
     xs = x.reshape(-1).numpy()
     order = np.argsort(xs)
@@ -225,7 +226,7 @@ def _learner_scene(learn, n_frames):
     rows = frame_rows(len(saved), n_frames)
     fig, ax = new_figure(figsize=(6.4, 4.2))
     ax.scatter(xs, learn.y.numpy(), color="#3b4cc0", s=18, label="data")
-    line = ax.plot([], [], "o-", color="#ff5a36", ms=4, label="prediction")[0]
+    line = ax.plot([], [], "o-", color=SINGLE, ms=4, label="prediction")[0]
     lo = min(float(learn.y.min()), float(np.percentile(preds, 2)))
     hi = max(float(learn.y.max()), float(np.percentile(preds, 98)))
     ax.set(ylim=(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo)), xlabel="x", ylabel="y")

@@ -1,4 +1,4 @@
-"""Figures of fits: the loss by step, and the seed's predictions after chosen steps."""
+"""Figures of fits: the loss by step, and the example's predictions after chosen steps."""
 
 from __future__ import annotations
 
@@ -38,10 +38,12 @@ def loss(learn, ax=None, path=None):
 
 
 def preds(learn, steps: Sequence[int] = (0, 1, 2, 3), path=None, ylim=None):
-    """The seed's show_preds: data and the model's predictions after each chosen step."""
+    """The example's show_preds: data and the model's predictions after each chosen step."""
     x = learn.x
     if x.ndim > 1 and x.shape[1] != 1:
-        raise DescentError("preds draws 1-D inputs (like the seed's time); this model has several")
+        raise DescentError(
+            "preds draws 1-D inputs (like the example's time); this model has several"
+        )
     fig, axes = new_figure(1, len(steps), figsize=(3.2 * len(steps), 3), squeeze=False, sharey=True)
     xs = x.reshape(-1).numpy()
     for ax, k in zip(axes[0], steps, strict=True):

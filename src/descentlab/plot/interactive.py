@@ -23,7 +23,7 @@ from plotly.subplots import make_subplots
 from ..errors import DescentError
 from ..files import atomic_file
 from ..status import DIVERGED
-from ._common import PALETTE, Figure, as_runs, check_output, objective_of, view_box
+from ._common import Figure, as_runs, check_output, colour, objective_of, view_box
 
 HOVER = (
     "<b>%{fullData.name}</b><br>step %{customdata[0]}<br>x = %{x:.4g}, y = %{y:.4g}"
@@ -87,10 +87,10 @@ def figure(
     rows = even_rows(max(len(r.recorded) for _, r in entries), frames)
     dynamic = []  # indices of the traces that frames update
     for i, (label, run) in enumerate(entries):
-        for trace, col in _static_paths(run, label, PALETTE[i % len(PALETTE)], surface):
+        for trace, col in _static_paths(run, label, colour(i, len(entries)), surface):
             fig.add_trace(trace, row=1, col=col)
     for i, (label, run) in enumerate(entries):
-        color = PALETTE[i % len(PALETTE)]
+        color = colour(i, len(entries))
         for trace, col in _traces(run, label, color, rows[0], surface):
             fig.add_trace(trace, row=1, col=col)
             dynamic.append(len(fig.data) - 1)
@@ -118,13 +118,14 @@ def figure(
             data=[
                 t
                 for i, (label, run) in enumerate(entries)
-                for t, _ in _traces(run, label, PALETTE[i % len(PALETTE)], k, surface)
+                for t, _ in _traces(run, label, colour(i, len(entries)), k, surface)
             ],
             traces=dynamic,
         )
         for k in rows
     ]
-    steps_of = entries[0][1].recorded
+    # the timeline runs to the longest walk; one that stopped early keeps its last place
+    steps_of = max((run.recorded for _, run in entries), key=len)
     slider_steps = [
         {
             "method": "animate",

@@ -19,7 +19,16 @@ from ..descent.race import Race
 from ..descent.trajectory import Trajectory
 from ..errors import DescentError
 from ..status import DIVERGED
-from ._common import PALETTE, Figure, as_runs, new_figure, objective_of, save_figure, view_box
+from ._common import (
+    PALETTE,
+    SINGLE,
+    Figure,
+    as_runs,
+    new_figure,
+    objective_of,
+    save_figure,
+    view_box,
+)
 
 MAX_PATHS = 400  # beyond this, grids show final points rather than every path
 
@@ -149,11 +158,11 @@ def contour(
         _draw_run(
             ax,
             run,
-            PALETTE[i % len(PALETTE)] if len(entries) > 1 else "#ff5a36",
+            PALETTE[i % len(PALETTE)] if len(entries) > 1 else SINGLE,
             name if len(entries) > 1 else None,
         )
     for i, (_, run) in enumerate(entries if walks else []):
-        colour = PALETTE[i % len(PALETTE)] if len(entries) > 1 else "#ff5a36"
+        colour = PALETTE[i % len(PALETTE)] if len(entries) > 1 else SINGLE
         _draw_evaluations(ax, run, colour)
     _mark_minima(ax, obj, box)
     ax.set(xlim=box[0], ylim=box[1], xlabel="x", ylabel="y", title=_title(entries))
@@ -209,7 +218,7 @@ def curve(run: Trajectory, ax=None, path=None, xlim=None, walks: bool = True):
     ax.plot(grid, ys, color="#3b4cc0", lw=2, label="f(x)")
     steps = np.arange(len(run.recorded))
     for i in range(run.n_points if walks else 0):
-        ax.plot(xs[:, i], run.values[:, i], color="#ff5a36", lw=0.8, alpha=0.6)
+        ax.plot(xs[:, i], run.values[:, i], color=SINGLE, lw=0.8, alpha=0.6)
         sc = ax.scatter(
             xs[:, i],
             run.values[:, i],
@@ -229,7 +238,7 @@ def curve(run: Trajectory, ax=None, path=None, xlim=None, walks: bool = True):
 
 
 def params(run: Trajectory, path=None, point: int = 0):
-    """Each coordinate of one walk against the step — the seed's per-dimension view."""
+    """Each coordinate of one walk against the step — the example's per-dimension view."""
     run = as_runs(run)[0][1]
     names = ["x", "y", "z"][: run.dim] if run.dim <= 3 else [f"x{i + 1}" for i in range(run.dim)]
     fig, axes = new_figure(1, run.dim, figsize=(3.4 * run.dim, 3.2), squeeze=False)
@@ -264,7 +273,7 @@ def slices(run: Trajectory, step: int = 0, path=None, point: int = 0):
         here = (x, y)[axis]
         ax.plot(t, f, color="#3b4cc0", lw=2)
         ax.scatter(
-            [here], [run.values[row, point]], color="#ff5a36", s=60, zorder=5, edgecolors="black"
+            [here], [run.values[row, point]], color=SINGLE, s=60, zorder=5, edgecolors="black"
         )
         name, fixed = ("x", f"y = {other:.3g}") if axis == 0 else ("y", f"x = {other:.3g}")
         ax.set(xlabel=name, ylabel="f", title=f"f along {name} at {fixed}")
@@ -301,7 +310,7 @@ def surface(
     ax.plot_surface(gx, gy, z, cmap="viridis", alpha=0.75, linewidth=0, antialiased=True)
     ax.contour(gx, gy, z, levels=15, offset=np.nanmin(z), cmap="viridis", linewidths=0.6)
     for i, (name, r) in enumerate(entries):
-        color = PALETTE[i % len(PALETTE)] if len(entries) > 1 else "#ff5a36"
+        color = PALETTE[i % len(PALETTE)] if len(entries) > 1 else SINGLE
         for p in range(min(r.n_points, MAX_PATHS)):
             ax.plot(
                 r.path[:, p, 0],
@@ -404,7 +413,7 @@ def lr_effects(f, start, lrs: Sequence[float] = (0.01, 0.3, 1.05), steps: int = 
 def montage(
     names: Sequence[str], start="grid", n: int = 15, steps: int = 100, lr: float = 0.01, path=None
 ):
-    """Grid descents on several functions side by side — the seed's montage."""
+    """Grid descents on several functions side by side — the example's montage."""
     from ..descent.loop import descend
     from ..problem.functions import get
     from ..problem.starts import grid, random

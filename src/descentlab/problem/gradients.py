@@ -1,5 +1,5 @@
 """Gradients three ways: autograd (default), central finite differences, or a derivative the
-user wrote by hand — the seed's ``dx = 2x`` power rule.
+user wrote by hand — the example's ``dx = 2x`` power rule.
 
 >>> float(gradient(lambda x: x**2, 1.8))                      # autograd
 3.5999999046325684

@@ -26,7 +26,7 @@ class Callback:
 
 
 class PrintLosses(Callback):
-    """Seed 002's output: the loss of every step, printed as ``print(loss.item())``."""
+    """Example 002's output: the loss of every step, printed as ``print(loss.item())``."""
 
     order = 90
 

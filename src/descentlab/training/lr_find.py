@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import DescentError, check_positive
+from ..status import DIVERGING_GROWTH
 from .callbacks import CancelFit
 from .threads import using_threads
 
@@ -165,7 +166,11 @@ def _fresh_copy(learn):
 def lr_sweep(learn, lrs: Sequence[float], epochs: int = 10):
     """Fit a fresh copy of `learn`'s initial model once per rate; returns a DataFrame with the
     final training loss (nan if it diverged), the status and the per-step losses. `learn`
-    itself is left as it is."""
+    itself is left as it is.
+
+    The status is in the vocabulary of `descentlab.status`: "diverged" (the loss stopped
+    being finite and the fit stopped), "diverging" (it ran every epoch, but its last loss is a
+    thousand times its first or more), "step limit" (it ran every epoch)."""
     import pandas as pd
 
     rows = []
@@ -178,12 +183,17 @@ def lr_sweep(learn, lrs: Sequence[float], epochs: int = 10):
         losses = trial.history["loss"]
         diverged = (
             trial.stop_reason is not None and "learning rate is too high" in trial.stop_reason
+        ) or (bool(losses) and not math.isfinite(losses[-1]))
+        growing = (
+            not diverged
+            and len(losses) > 1
+            and not losses[-1] < DIVERGING_GROWTH * max(abs(losses[0]), 1e-3)
         )
         rows.append(
             {
                 "lr": lr,
                 "final_loss": math.nan if diverged or not losses else losses[-1],
-                "status": "diverged" if diverged else "ok",
+                "status": "diverged" if diverged else "diverging" if growing else "step limit",
                 "losses": losses,
             }
         )

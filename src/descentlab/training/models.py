@@ -1,4 +1,4 @@
-"""Small models: a polynomial, a linear layer, a multi-layer perceptron, and the seed's style of
+"""Small models: a polynomial, a linear layer, a multi-layer perceptron, and the example's style of
 a plain function ``f(x, params)`` with a parameter vector.
 
 >>> Polynomial(2)(torch.tensor([0.0, 1.0, 2.0])).shape
@@ -17,7 +17,7 @@ from ..errors import DescentError, UnknownNameError
 
 
 class FunctionModel(nn.Module):
-    """``f(x, params)`` with a learnable parameter vector, as seed 002 writes its quadratic."""
+    """``f(x, params)`` with a learnable parameter vector, as example 002 writes its quadratic."""
 
     def __init__(self, f: Callable, params: int | torch.Tensor):
         super().__init__()
@@ -42,8 +42,8 @@ class FunctionModel(nn.Module):
 
 
 class Polynomial(nn.Module):
-    """``a_n t^n + … + a_1 t + a_0`` with coefficients highest degree first, like the seed's
-    ``a*t**2 + b*t + c``; initialized from a standard normal as the seed does."""
+    """``a_n t^n + … + a_1 t + a_0`` with coefficients highest degree first, like the example's
+    ``a*t**2 + b*t + c``; initialized from a standard normal as the example does."""
 
     def __init__(self, degree: int):
         super().__init__()

@@ -86,7 +86,7 @@ def test_ctrl_c_stops_the_compiled_engine_at_a_block_end(monkeypatch, inductor):
         yield lambda: next(calls) >= 1
 
     monkeypatch.setattr(descent, "interrupt_flag", second_check_interrupts)
-    kw = dict(start=dl.grid(6), lr=0.004, dtype="float64")
+    kw = dict(start=dl.grid(6), lr=0.004, dtype="float64", tol=None)
     run = dl.descend("himmelblau", steps=500, engine="compiled", **kw)
     assert (run.status == "interrupted").all() and (run.steps_ == run.iterations).all()
     assert run.iterations == 2 * inductor_loop.BLOCK - 1 and run.path.shape[0] == run.iterations + 1
