@@ -19,7 +19,7 @@ from descentlab.problem.functions import get
 
 
 def spec_of(name="himmelblau", optimizer="gd"):
-    settings = Settings(100, None, float("inf"), 1e6, None, None)
+    settings = Settings.of(steps=100, limit=1e6, every=None)
     return engine.Spec.of(get(name), resolve(optimizer, 0.01), 2, torch.float32, "cpu", settings)
 
 
@@ -52,7 +52,7 @@ def test_the_spec_names_named_objectives_and_not_callables():
     assert spec_of().key == spec_of().key and spec_of().key != spec_of(optimizer="adam").key
     assert spec_of().named == ("function", "himmelblau")
     formula = dl.descend("x**2 + y**2", (1.0, 1.0), steps=1).objective
-    settings = Settings(1, None, float("inf"), 1e6, None, None)
+    settings = Settings.of(steps=1, limit=1e6, every=None)
     plan = resolve("gd", 0.1)
     named = engine.Spec.of(formula, plan, 2, torch.float32, "cpu", settings).named
     assert named == ("formula", "x**2 + y**2")

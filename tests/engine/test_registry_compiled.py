@@ -41,7 +41,7 @@ def _registry_case(name: str, optimizer: str, extra: dict) -> dict:
 @pytest.fixture(scope="module")
 def registry_built():
     """Every (function, optimizer) loop built at once, one compiler per core."""
-    settings = Settings(30, 1e-8, float("inf"), 1e6, 1, None)
+    settings = Settings.of(steps=30, tol=1e-8, limit=1e6)
     specs = []
     for name in functions.names():
         objective = functions.get(name, 2)

@@ -118,17 +118,16 @@ def _engines(
     if engine not in ("auto", "compiled"):
         return dict.fromkeys(pairs, engine)
     specs = {}
-    factory = schedules.resolve(_as_given(schedule), steps) if schedule is not None else None
     for f, o in pairs:
         objective, plan = registry.get(f, dims[f]), optimizer_registry.resolve(o, lr)
-        # as run_block's runs: float32 on the CPU, max-norm, no bounds, every step recorded
-        rates = None
-        if factory is not None and o in compiled.SUPPORTED:
-            rates = schedules.planned(factory, plan, steps)
-        settings = Settings(work_steps, None, math.inf, math.inf, 1, None, factory, rates)
-        if compiled.unsupported(objective, plan, "autograd", settings) is not None:
+        # as run_block's runs: float32 on the CPU, max-norm, no bounds, no tolerance, every
+        # step recorded, the schedule planned over their steps
+        settings = Settings.of(steps=steps, schedule=_as_given(schedule), plan=plan)
+        spec, reason = compiled.spec_for(
+            objective, plan, "autograd", objective.dim, torch.float32, "cpu", settings
+        )
+        if reason is not None:
             continue
-        spec = compiled.Spec.of(objective, plan, objective.dim, torch.float32, "cpu", settings)
         if engine == "auto" and not compiled.worth_compiling(
             spec, starts, work_steps, 1, single=False
         ):

@@ -174,20 +174,28 @@ def descend(
     limit = blowup or 1e6 * max(1.0, largest, *_domain_scale(objective.domain))
     limit = min(limit, torch.finfo(dtype).max)  # finite in the dtype: an infinite x is beyond it
 
-    factory = schedules.resolve(schedule, steps)
-    planned = None  # each step's rate, for a compiled run (eager steps the scheduler itself)
-    if factory is not None and engine != "eager":
-        from ..engine.updates import SUPPORTED  # (the engine loads when a run asks)
-
-        if plan.name in SUPPORTED:
-            planned = schedules.planned(factory, plan, steps)
-    settings = Settings(steps, tol, order, limit, every, box, factory, planned)
+    settings = Settings.of(
+        steps=steps,
+        tol=tol,
+        order=order,
+        limit=limit,
+        every=every,
+        box=box,
+        schedule=schedule,
+        plan=plan,
+        compiled=engine != "eager",  # (eager steps the scheduler itself)
+    )
     rec = Recorder(rows, n, d, dtype)
     began = time.perf_counter()
-    loop = _choose_engine(engine, objective, plan, grad, n, d, dtype, device, settings)
+    spec, reason = _spec(engine, objective, plan, grad, x0, settings)
+    loop = _choose_engine(engine, spec, reason, n, settings)
     if loop is eager_loop and device.type == "cpu" and n > 4096:
         recorded = rows * (record != "final")
-        loop = _eager_if_it_fits(objective, plan, grad, x0, recorded, engine, settings)
+        if engine == "eager":  # (whether the compiled engine could, for the advice)
+            from .. import engine as compiled
+
+            spec, _ = compiled.spec_for(objective, plan, grad, d, dtype, device, settings)
+        loop = _eager_if_it_fits(objective, plan, grad, x0, recorded, engine, spec)
     with interrupt_flag() as interrupted, Progress(progress, steps) as bar:
         x, v, gn, status, taken, k = loop(
             objective, grad, plan, x0, settings, rec, interrupted, bar
@@ -264,6 +272,33 @@ class Settings:
     # each step's rate under the schedule, for the compiled engine (`schedules.planned`)
     rates: tuple[float, ...] | None = None
 
+    @classmethod
+    def of(
+        cls,
+        *,
+        steps: int,
+        tol: float | None = None,
+        order: float = math.inf,
+        limit: float = math.inf,
+        every: int | None = 1,
+        box=None,
+        schedule=None,
+        plan=None,
+        compiled: bool = True,
+    ) -> Settings:
+        """A run's rules, by name. `schedule`: a name, ``(name, settings)`` or a factory
+        (`schedules.resolve`); where the run may be compiled and `plan`'s update compiles,
+        each step's rate is planned here, the one place that decides whether a schedule can
+        compile (`engine.unsupported` refuses a schedule left unplanned)."""
+        factory = schedules.resolve(schedule, steps)
+        rates = None
+        if factory is not None and compiled and plan is not None:
+            from ..engine.updates import SUPPORTED  # (the engine loads when a run asks)
+
+            if plan.name in SUPPORTED:
+                rates = schedules.planned(factory, plan, steps)
+        return cls(steps, tol, order, limit, every, box, factory, rates)
+
 
 def eager_loop(objective, grad, plan, x0, s: Settings, rec: Recorder, interrupted, bar):
     """The reference loop: torch.optim on an ``(N, d)`` tensor, autograd (or another gradient)
@@ -313,39 +348,47 @@ def eager_loop(objective, grad, plan, x0, s: Settings, rec: Recorder, interrupte
     return x, v, gn, status, taken, k
 
 
-def _choose_engine(engine, objective, plan, grad, n, d, dtype, device, s: Settings):
+def _spec(engine, objective, plan, grad, x0, s: Settings):
+    """The compiled engine's `Spec` of this run and None, or None and why it has none
+    (`engine.spec_for`; an eager run asks nothing of the engine)."""
+    if engine == "eager":
+        return None, "engine='eager'"
+    from .. import engine as compiled
+
+    return compiled.spec_for(objective, plan, grad, x0.shape[1], x0.dtype, x0.device, s)
+
+
+def _choose_engine(engine, spec, reason: str | None, n: int, s: Settings):
     """The loop to run: eager unless compiled was asked for (and can run), or `auto` finds
     compiling worth its time."""
     if engine == "eager":
         return eager_loop
     from .. import engine as compiled
 
-    reason = compiled.unsupported(objective, plan, grad, s)
     if reason is not None:
         if engine == "compiled":
             raise DescentError(f"the compiled engine cannot run this: {reason}; use engine='eager'")
         return eager_loop
-    spec = compiled.Spec.of(objective, plan, d, dtype, device, s)
     if engine == "auto" and not compiled.worth_compiling(spec, n, s.steps, s.every):
         return eager_loop
-    return compiled.loop_for(eager_loop)
+    return compiled.loop_for(eager_loop, spec)
 
 
-def _eager_if_it_fits(objective, plan, grad, x0, rows: int, engine: str, s: Settings):
+def _eager_if_it_fits(objective, plan, grad, x0, rows: int, engine: str, spec):
     """The eager loop, where its memory (f's part measured on 64 points,
-    `memory.eager_point_bytes`) fits; else, under ``auto``, the compiled one where it can run,
-    which holds a third of it or less; else a `MemoryNeedError`."""
-    from .. import engine as compiled
-
+    `memory.eager_point_bytes`) fits; else, under ``auto``, the compiled one (`spec`, None
+    where it cannot run), which holds a third of it or less; else a `MemoryNeedError`."""
     n, d = x0.shape
     fn = objective.fn if grad == "autograd" else (lambda x: objective.fn(x.detach()))
     per_point = eager_point_bytes(fn, x0[:64], state_tensors(plan))
-    can_compile = compiled.unsupported(objective, plan, grad, s) is None
+    can = ", or engine='compiled'" if spec is not None else ""
     try:
-        check_eager_memory(per_point, n, rows, d, x0.dtype, ", or engine='compiled'" * can_compile)
+        check_eager_memory(per_point, n, rows, d, x0.dtype, can)
     except MemoryNeedError:
-        if engine == "auto" and can_compile:
-            return compiled.loop_for(eager_loop)
+        if engine == "auto" and spec is not None:
+            from .. import engine as compiled
+
+            return compiled.loop_for(eager_loop, spec)
         raise
     return eager_loop
 

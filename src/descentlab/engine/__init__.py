@@ -87,6 +87,17 @@ def unsupported(objective, plan, grad, settings=None) -> str | None:
     return None
 
 
+def spec_for(
+    objective, plan, grad, d: int, dtype, device, settings
+) -> tuple[Spec | None, str | None]:
+    """The compiled engine's `Spec` of a run, or why it cannot have one: ``(spec, None)`` or
+    ``(None, reason)``, `unsupported` asked once."""
+    reason = unsupported(objective, plan, grad, settings)
+    if reason is not None:
+        return None, reason
+    return Spec.of(objective, plan, d, dtype, device, settings), None
+
+
 def c_enabled(spec: Spec) -> bool:
     """Whether the C loop may run `spec`: on the CPU, unless ``DESCENTLAB_C_LOOP`` is off."""
     switch = os.environ.get("DESCENTLAB_C_LOOP", "on").strip().lower()
@@ -151,16 +162,15 @@ def prebuild(specs: list[Spec]) -> None:
     c.prebuild([spec for spec in specs if c_enabled(spec)])
 
 
-def loop_for(eager_loop: Callable) -> Callable:
-    """The compiled loop, with `eager_loop`'s contract: the C loop where it can run, else
-    inductor's, else `eager_loop` itself with a one-line note. A Ctrl-C while the C loop is
-    built stops the run at its start, as it would stop the eager loop there."""
+def loop_for(eager_loop: Callable, spec: Spec) -> Callable:
+    """The compiled loop of `spec` (`spec_for`), with `eager_loop`'s contract: the C loop where
+    it can run, else inductor's, else `eager_loop` itself with a one-line note. A Ctrl-C while
+    the C loop is built stops the run at its start, as it would stop the eager loop there."""
 
     def loop(objective, grad, plan, x0, s, rec, interrupted, bar):
         from . import c
 
         began = time.perf_counter()
-        spec = Spec.of(objective, plan, x0.shape[1], x0.dtype, x0.device, s)
         try:
             made = c_kernel(spec, interrupted)
         except c.BuildInterrupted:

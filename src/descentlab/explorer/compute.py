@@ -24,7 +24,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from ..descent import optimizers, schedules
+from ..descent import optimizers
 from ..descent.race import race
 from ..errors import DescentError
 from ..problem.objective import Objective
@@ -123,17 +123,15 @@ def warm(objective: Objective, view: View) -> None:
     from .. import engine
     from ..descent.loop import Settings
 
-    factory = schedules.resolve(view.schedule, view.steps)
     specs = []
     for e in view.entries:
         plan = optimizers.resolve(e.name, e.lr, **e.hyper)
-        rates = None
-        if factory is not None and e.name in engine.SUPPORTED:
-            rates = schedules.planned(factory, plan, view.steps)
-        # (a tolerance is set, as descend's "auto" sets one: its value is the loop's argument)
-        settings = Settings(view.steps, 0.0, math.inf, 1e30, 1, None, factory, rates)
-        if engine.unsupported(objective, plan, "autograd", settings) is None:
-            specs.append(engine.Spec.of(objective, plan, 2, torch.float32, "cpu", settings))
+        # as race runs it: a tolerance set (descend's "auto"; its value is the loop's
+        # argument), every step recorded, the view's schedule
+        settings = Settings.of(steps=view.steps, tol=0.0, schedule=view.schedule, plan=plan)
+        spec, _ = engine.spec_for(objective, plan, "autograd", 2, torch.float32, "cpu", settings)
+        if spec is not None:
+            specs.append(spec)
     engine.prebuild(specs)
     for spec in specs:  # loaded now, so `auto` runs them: a drag is too short to repay a load
         engine.c_kernel(spec)

@@ -42,7 +42,7 @@ def spec_for(formula: str = FORMULA) -> engine.Spec:
     objective = resolve_problem(
         formula, start, dim=None, dtype=torch.float32, device="cpu", need_grad=True
     ).objective
-    settings = Settings(10, None, float("inf"), 1e6, None, None)
+    settings = Settings.of(steps=10, limit=1e6, every=None)
     return engine.Spec.of(objective, resolve("gd", 0.1), 2, torch.float32, "cpu", settings)
 
 

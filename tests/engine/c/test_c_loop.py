@@ -227,7 +227,7 @@ def test_many_loops_are_built_at_once_and_then_loaded_not_built(tmp_path, monkey
         real(text, lib, cancelled)
 
     monkeypatch.setattr(build, "_compile", counted)
-    settings = Settings(20, None, math.inf, 1e6, None, None)
+    settings = Settings.of(steps=20, limit=1e6, every=None)
     runs = [
         (functions.get(name), optimizers.resolve(opt, 0.01))
         for name in ("sphere", "himmelblau")
