@@ -274,3 +274,12 @@ def test_a_formula_in_three_variables_is_refused_with_a_fix_in_x_and_y():
     assert "z" not in out["error"].split(":", 1)[1].replace("'x**2 + y**2 + z**2'", "")
     one = answer({"f": "x**2", "opt": ["gd"]})
     assert "x**2 + 0*y" in one["error"]
+
+
+def test_a_setting_out_of_range_names_its_own_range():
+    out = answer({"f": "booth", "opt": ["adamw"], "hyper": [{"weight_decay": 12}]})
+    assert out["error"] == "weight_decay of adamw must be in [0, 10), got 12"
+    out = answer({"f": "booth", "opt": ["momentum"], "hyper": [{"momentum": 1.5}]})
+    assert out["error"] == "momentum of momentum must be in [0, 1), got 1.5"
+    ok = answer({"f": "booth", "opt": ["adamw"], "hyper": [{"weight_decay": 2}], "steps": 5})
+    assert "error" not in ok and ok["runs"][0]["hyper"] == {"weight_decay": 2.0}

@@ -39,8 +39,8 @@ from ..problem.starts import random as random_starts
 from ..status import DIVERGED, INTERRUPTED
 from .runners import runner_for
 
-if TYPE_CHECKING:  # pandas is imported where a table is made: it took 0.66 s of the package's
-    import pandas as pd  # import, which every run paid for
+if TYPE_CHECKING:  # pandas is imported where a table is made: at module level it was a large
+    import pandas as pd  # part of every run's import (benchmarks/results/loop_helpers.md)
 
 DEFAULT_FUNCTIONS = (
     "sphere",

@@ -417,7 +417,8 @@ def tolerance_at(objective, grad, x0: torch.Tensor, order: float) -> float:
 
 def gradient_norm(g: torch.Tensor, order: float) -> torch.Tensor:
     """Per-point norm of ``(N, d)`` gradients. The max-norm is `max_abs`: the same value as
-    ``linalg.vector_norm(ord=inf, dim=-1)``, which took 20x longer (150 ms vs 7 ms at 1e6 x 2)."""
+    ``linalg.vector_norm(ord=inf, dim=-1)``, which is much slower
+    (benchmarks/results/loop_helpers.md)."""
     if order == math.inf:
         return max_abs(g)
     if order == 1:
@@ -428,9 +429,9 @@ def gradient_norm(g: torch.Tensor, order: float) -> torch.Tensor:
 def healthy(x: torch.Tensor, v: torch.Tensor, gn: torch.Tensor, limit: float) -> torch.Tensor:
     """Per point: value and gradient norm finite, and every coordinate within `limit`; in one
     comparison, since v - v and (0 + gn) - gn are 0 when finite and NaN otherwise, and NaN
-    compares false. At 1e6 points 6-7 ms, against 11-16 ms for ``isfinite(v) & isfinite(gn)
-    & (x.abs().amax(-1) <= limit)``; summed in place, since each fresh temporary can cost a
-    page fault per 4 KiB here (the same sum in four temporaries took 13 ms)."""
+    compares false: about twice as fast as ``isfinite(v) & isfinite(gn) & (x.abs().amax(-1)
+    <= limit)``; summed in place, since each fresh temporary can cost a page fault per 4 KiB
+    (benchmarks/results/loop_helpers.md)."""
     spread = (v - v).to(torch.promote_types(v.dtype, torch.promote_types(gn.dtype, x.dtype)))
     spread.add_(gn).sub_(gn).add_(max_abs(x))
     return spread <= limit
@@ -438,9 +439,8 @@ def healthy(x: torch.Tensor, v: torch.Tensor, gn: torch.Tensor, limit: float) ->
 
 def max_abs(t: torch.Tensor) -> torch.Tensor:
     """``t.abs().amax(-1)`` of an ``(N, d)`` tensor, exactly, and faster for few coordinates:
-    a reduction over 2 to 10 elements per row took 1.2-1.7x the time of d - 1 element-wise
-    maxima over the columns here (1e6 x 2: 4-6 ms vs 2.3-3.4 ms); beyond 10 the reduction
-    wins."""
+    up to 10 columns, d - 1 element-wise maxima beat a reduction over each row; beyond, the
+    reduction wins (benchmarks/results/loop_helpers.md)."""
     if t.shape[-1] > 10:
         return t.abs().amax(-1)
     out = t[..., 0].abs()
@@ -450,8 +450,8 @@ def max_abs(t: torch.Tensor) -> torch.Tensor:
 
 
 def _some(mask: torch.Tensor) -> bool:
-    """Whether any element is set: count_nonzero took a quarter of `any`'s time on 1e6 bools
-    (0.35 ms vs 1-2 ms)."""
+    """Whether any element is set: `count_nonzero` is quicker than `any` on many bools
+    (benchmarks/results/loop_helpers.md)."""
     return bool(torch.count_nonzero(mask))
 
 

@@ -283,7 +283,7 @@ def cli_code(view: View) -> str:
     """The `descentlab race` command that gives the numbers on screen."""
     names = []
     for e in view.entries:
-        inside = ",".join(f"{k}={_text(v, cli=True)}" for k, v in e.hyper.items())
+        inside = ",".join(f"{k}={_text(v)}" for k, v in e.hyper.items())
         names.append(f"{e.name}[{inside}]" if inside else e.name)
     rates = ",".join(f"{e.lr:g}" for e in view.entries)
     if view.grid:
@@ -294,7 +294,7 @@ def cli_code(view: View) -> str:
     schedule = ""
     if view.schedule:
         name, settings = view.schedule
-        inside = ",".join(f"{k}={_text(v, cli=True)}" for k, v in settings.items())
+        inside = ",".join(f"{k}={_text(v)}" for k, v in settings.items())
         schedule = f" --schedule '{name}[{inside}]'" if inside else f" --schedule {name}"
     return (
         f"descentlab race {_quote(view.f)} --optimizers '{','.join(names)}' --lr {rates} "

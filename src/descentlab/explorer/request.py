@@ -332,8 +332,9 @@ def _hyper(name: str, hyper: Mapping) -> dict:
             value = b
         else:
             value = _number(value, f"{key} of {name}")
-            if not 0 <= value < (1 if key in ("momentum", "alpha") else 10):
-                raise ExploreError(f"{key} of {name} must be in [0, 1), got {value:g}")
+            top = 1 if key in ("momentum", "alpha") else 10
+            if not 0 <= value < top:
+                raise ExploreError(f"{key} of {name} must be in [0, {top}), got {value:g}")
         if value != (tuple(offered[key]) if key == "betas" else offered[key]):
             out[key] = value  # only what differs from the optimizer's default
     return out
@@ -376,7 +377,7 @@ def _points(start, objective: Objective, box) -> tuple:
     return tuple(points)
 
 
-def _text(v, cli: bool = False) -> str:
+def _text(v) -> str:
     if isinstance(v, tuple | list):
         inner = ",".join(_text(x) for x in v)
         return f"({inner})"

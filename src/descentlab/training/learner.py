@@ -165,8 +165,6 @@ class Learner:
         # an optimizer that takes Hessian-vector products (AdaHessian) needs the graph kept
         loss.backward(create_graph=self.plan.calling == "create_graph")
 
-    backward = gradient
-
     def step(self) -> None:
         """Step 5: move the parameters against the gradient (the optimizer's rule)."""
         optimizers.step_with(self.opt, self.plan.calling, self._closure)

@@ -76,7 +76,6 @@ METRICS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     "rmse": rmse,
     "mse": mse,
 }
-CLASSIFICATION = {"cross_entropy", "binary"}
 
 
 def _cross_entropy_of_many(preds: Tensor, targets: Tensor) -> Tensor:

@@ -172,10 +172,6 @@ def library_name(text: str) -> str:
     return f"{hashlib.sha256(ident.encode()).hexdigest()[:32]}.so"
 
 
-def library_path(text: str) -> Path:
-    return folder() / library_name(text)
-
-
 def is_built(text: str) -> bool:
     """Whether this source's library is in this process or verified on disk."""
     name = library_name(text)

@@ -2,8 +2,6 @@
 // hash (the keys are documented in docs/explorer.md) and its requests sent with fetch.
 import explorer from "./explorer.js";
 
-const LISTS = { opt: "opt", lr: "lr" };
-
 function num(s) { const v = Number(s); return Number.isFinite(v) ? v : null; }
 
 export function fromHash(hash, defaults) {
