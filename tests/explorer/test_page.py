@@ -265,6 +265,24 @@ def test_hash_edit_changes_the_view(page):
     assert page.locator(".dlx-f").input_value() == "rosenbrock"
     names = [t["name"] for t in _traces(page)]
     assert "momentum lr=0.001" in names
+    # one walk alone in the colour every picture gives one walk; several in the palette's
+    from descentlab import defaults
+
+    def colours():
+        line = page.evaluate(
+            "() => document.querySelector('.dlx-map').data.filter(t => (t.name || '')"
+            ".includes(' lr=')).map(t => t.line.color)"
+        )
+        swatch = page.evaluate(
+            "() => [...document.querySelectorAll('.dlx-optrow .dlx-swatch')]"
+            ".map(s => s.style.background)"
+        )
+        return line, swatch
+
+    assert colours() == ([defaults.SINGLE], ["rgb(255, 90, 54)"])
+    _open(page)
+    line, swatch = colours()
+    assert line == list(defaults.PALETTE[:2]) and swatch[0] == "rgb(230, 25, 75)"
 
 
 def test_a_schedule_is_chosen_drawn_and_kept_in_the_hash(page):

@@ -155,7 +155,13 @@ def explore(
     )
     parse(widget.request(), own)  # a bad argument is said here, not in the page
     if not _in_a_notebook():
-        if sys.stdout.isatty() and own is None:  # a person at a terminal: show it them
+        if own is not None:
+            print(
+                "dl.explore shows a Python function in a notebook, where the widget keeps it in "
+                "your kernel; outside one, give a registered name or a formula",
+                file=sys.stderr,
+            )
+        elif sys.stdout.isatty():  # a person at a terminal: show it them
             widget.serve()
         else:
             print(

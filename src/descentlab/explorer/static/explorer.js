@@ -207,9 +207,10 @@ async function ensurePlotly(model) {
   return window.__descentlabPlotly;
 }
 
+// entrant k's colour, as every picture of descentlab colours it (one walk alone: `single`)
 function colourOf(app, k) {
   const { palette = ["#e6194b"], single = "#ff5a36" } = app.catalog;
-  return app.data && app.data.runs.length === 1 ? single : palette[k % palette.length];
+  return (app.model.get("opt") || []).length === 1 ? single : palette[k % palette.length];
 }
 // the step a recorded row shows (rows are steps unless every k-th step was asked for)
 const rec = (app, row) => (app.data && app.data.recorded ? app.data.recorded[row] : row);
@@ -434,7 +435,6 @@ function receive(app, reply) {
   ui.code.textContent = ui.code.dataset.which === "cli" ? reply.cli || "" : reply.python;
   const budget = catalog.limits.seconds ? ` of ${catalog.limits.seconds} s allowed` : "";
   ui.info.textContent = `server ${reply.ms} ms${budget} · ran on ${kernelWords(runs.map((r) => r.kernel))}`;
-  syncControls(app); // (the swatches' colours depend on how many walks there are)
   drawMap(app);
   drawCurve(app);
   drawStep(app);
