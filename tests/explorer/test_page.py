@@ -397,10 +397,8 @@ def test_a_diverging_walk_does_not_cut_the_timeline_and_is_marked_where_it_left(
     page.locator(".dlx-slider").fill("200")
     rows = _rows(page)
     assert "diverged at step" in rows["gd"]
-    f_text = rows["gd"].split("\t")[2]
-    assert f_text == f"{float(race['gd'].value):.3e}".replace("e+", "e").replace(".", ".", 1)[
-        :0
-    ] + (f_text) and re.fullmatch(r"-?\d(\.\d+)?e\d+", f_text), f_text
+    f_text = rows["gd"].split("\t")[2]  # e.g. 1.352e12, not 1352190525440
+    assert re.fullmatch(r"-?\d(\.\d+)?e\d+", f_text), f_text
     assert float(f_text) == pytest.approx(float(race["gd"].value), rel=1e-3)
     # the walkers still walking are drawn; the two that left are not
     assert page.locator(".dlx-overlay").get_attribute("data-walkers") == "2"
