@@ -1,5 +1,5 @@
 """What a person sees and does while a descent runs: a progress bar that appears only for runs
-longer than a second, and Ctrl-C turned into a clean stop."""
+longer than a second, Ctrl-C turned into a clean stop, and whether they are in a notebook."""
 
 from __future__ import annotations
 
@@ -10,6 +10,17 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+
+
+def in_a_notebook() -> bool:
+    """Whether this runs in a Jupyter kernel (JupyterLab, Notebook 7, VS Code), where an object
+    that is a cell's result shows itself."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and "IPKernelApp" in shell.config
 
 
 class Progress:

@@ -215,7 +215,7 @@ def test_progress_bar_only_when_asked_outside_a_terminal():
 
 @pytest.mark.parametrize("d", [1, 2, 3, 10, 11, 30])
 def test_the_per_step_checks_equal_their_plain_forms(d):
-    from descentlab.descent.loop import _some, healthy, max_abs
+    from descentlab.descent.rules import _some, healthy, max_abs
 
     gen = torch.Generator().manual_seed(d)
     x = torch.randn(400, d, generator=gen) * 10.0 ** torch.randint(-3, 8, (400, d), generator=gen)

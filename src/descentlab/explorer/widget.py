@@ -13,6 +13,7 @@ import traitlets
 from .. import defaults
 from ..problem.objective import Objective
 from ..problem.resolve import resolve
+from ..progress import in_a_notebook
 from . import compute
 from .request import PYTHON, ExploreError, catalog, default_view, parse
 from .server import STATIC, plotly_js_path
@@ -154,7 +155,7 @@ def explore(
         schedule=schedule,
     )
     parse(widget.request(), own)  # a bad argument is said here, not in the page
-    if not _in_a_notebook():
+    if not in_a_notebook():
         if own is not None:
             print(
                 "dl.explore shows a Python function in a notebook, where the widget keeps it in "
@@ -170,17 +171,6 @@ def explore(
                 file=sys.stderr,
             )
     return widget
-
-
-def _in_a_notebook() -> bool:
-    """Whether this runs in a Jupyter kernel (JupyterLab, Notebook 7, VS Code), where the
-    widget shows itself when it is a cell's result."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and "IPKernelApp" in shell.config
 
 
 def _serve(widget: Explorer, own, port: int | None, browser: bool) -> None:

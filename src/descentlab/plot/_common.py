@@ -14,6 +14,7 @@ from ..descent.race import Race
 from ..descent.trajectory import Trajectory
 from ..errors import DescentError
 from ..files import atomic_file, check_target
+from ..progress import in_a_notebook
 from ..status import DIVERGED
 
 PALETTE = list(defaults.PALETTE)
@@ -47,13 +48,7 @@ class Figure(matplotlib.figure.Figure):
         """Show the picture: in a notebook, in the cell; elsewhere in a window of pyplot's
         backend, until it is closed. With no window backend (a server, no display), says how
         to save it instead."""
-        try:
-            from IPython import get_ipython
-
-            shell = get_ipython()
-        except ImportError:
-            shell = None
-        if shell is not None and "IPKernelApp" in shell.config:
+        if in_a_notebook():
             from IPython.display import display
 
             display(self)
